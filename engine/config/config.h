@@ -1,0 +1,89 @@
+// Salvo's configuration: one TOML file, every key with a documented default.
+// The defaults live in deploy/salvo.toml, which is also compiled into the
+// binary (salvo with no --config runs on exactly that file). Loaded once at
+// start-up, validated, then handed out read-only. Any thread after load.
+#ifndef SALVO_ENGINE_CONFIG_CONFIG_H_
+#define SALVO_ENGINE_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace salvo::config {
+
+struct Route {
+  std::string domain;  // "example.com" or "*"
+  std::string host;
+  uint16_t port = 25;
+};
+
+struct Config {
+  // [server]
+  std::string http_listen = "127.0.0.1:8025";  // host:port; port 0 = any
+  int loops = 0;                               // 0: one per core
+  std::string hostname = "localhost";          // EHLO name, Message-ID host
+
+  // [spool]
+  std::string spool_path = "./salvo-spool";
+  int shards = 64;
+  bool spool_sync = true;  // fsync the WAL before acknowledging
+
+  // [limits]
+  int64_t max_request_bytes = 256 << 20;
+  int64_t max_message_bytes = 10 << 20;  // a rendered or raw message
+  int max_recipients_per_message = 1000;  // POST /v1/messages
+
+  // [delivery]
+  uint16_t smtp_port = 25;                // port of MX hosts found in DNS
+  int max_connections_per_host = 16;      // per loop
+  int max_messages_per_connection = 1000;
+  absl::Duration idle_timeout = absl::Seconds(5);
+  absl::Duration connect_timeout = absl::Seconds(30);
+  // RFC 5321 4.5.3.2 timeouts.
+  absl::Duration greeting_timeout = absl::Minutes(5);
+  absl::Duration ehlo_timeout = absl::Minutes(5);
+  absl::Duration mail_timeout = absl::Minutes(5);
+  absl::Duration rcpt_timeout = absl::Minutes(5);
+  absl::Duration data_init_timeout = absl::Minutes(2);
+  absl::Duration data_block_timeout = absl::Minutes(3);
+  absl::Duration data_end_timeout = absl::Minutes(10);
+  int max_in_flight_per_loop = 20000;   // recipients leased into memory
+  int max_ready_per_domain = 5000;
+
+  // [retry]
+  absl::Duration retry_initial = absl::Minutes(1);
+  absl::Duration retry_max = absl::Hours(1);
+  double retry_multiplier = 2.0;
+  double retry_jitter = 0.2;           // +-20%
+  absl::Duration expiry = absl::Hours(72);
+
+  // [dns]
+  std::string dns_servers;             // "127.0.0.1:5353"; empty = system
+  absl::Duration dns_min_ttl = absl::Seconds(5);
+  absl::Duration dns_max_ttl = absl::Hours(6);
+  absl::Duration dns_negative_ttl = absl::Minutes(5);
+  std::vector<Route> routes;           // [[routes]]
+
+  // [[api_keys]]: key -> tenant
+  absl::flat_hash_map<std::string, std::string> api_keys;
+};
+
+// The embedded default file's text (deploy/salvo.toml).
+std::string_view DefaultToml();
+
+// Parses TOML text over the defaults. InvalidArgument naming the key (and
+// line) for unknown keys, wrong types, or bad values.
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text);
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+// Applies "section.key=value" overrides (value in TOML syntax, bare strings
+// accepted), e.g. "dns.servers=127.0.0.1:5353".
+absl::Status ApplyOverride(std::string_view assignment, Config* config);
+
+}  // namespace salvo::config
+
+#endif  // SALVO_ENGINE_CONFIG_CONFIG_H_

@@ -1,0 +1,46 @@
+// Pure: queue keys <-> ordered key bytes (see queue_store.h for the layout).
+// Any thread.
+#ifndef SALVO_STORAGE_KEY_CODEC_H_
+#define SALVO_STORAGE_KEY_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace salvo::storage {
+
+enum class Lane : uint8_t { kTransactional = 0, kBulk = 1 };
+inline constexpr int kNumLanes = 2;
+
+struct QueueKey {
+  uint16_t shard = 0;
+  Lane lane = Lane::kBulk;
+  int64_t due_ms = 0;
+  uint64_t id = 0;
+  bool operator==(const QueueKey& o) const {
+    return shard == o.shard && lane == o.lane && due_ms == o.due_ms &&
+           id == o.id;
+  }
+};
+
+inline constexpr size_t kQueueKeySize = 1 + 2 + 1 + 8 + 8;
+
+// Appends the 20-byte key to *out.
+void EncodeQueueKey(const QueueKey& key, std::string* out);
+std::string EncodeQueueKey(const QueueKey& key);
+// False if `bytes` is not a queue key.
+[[nodiscard]] bool DecodeQueueKey(std::string_view bytes, QueueKey* key);
+// First key of (shard, lane) and the first key after it.
+std::string QueueLanePrefix(uint16_t shard, Lane lane);
+
+std::string ContentKey(uint64_t content_id);
+std::string CounterKey(uint64_t content_id, uint8_t counter);
+std::string OutcomeKey(uint64_t content_id, uint64_t id);
+
+// Ids are shown to users as 16 lowercase hex digits.
+std::string IdToHex(uint64_t id);
+[[nodiscard]] bool HexToId(std::string_view hex, uint64_t* id);
+
+}  // namespace salvo::storage
+
+#endif  // SALVO_STORAGE_KEY_CODEC_H_

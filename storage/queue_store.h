@@ -1,0 +1,162 @@
+// The sharded durable queue on RocksDB. Knows nothing of SMTP.
+//
+// Key space (all integers big-endian so that byte order is numeric order):
+//   'Q' shard:u16 lane:u8 due_ms:u64 id:u64  -> Recipient   (queue entries)
+//   'C' content_id:u64                       -> Content     (stored once)
+//   'N' content_id:u64 counter:u8            -> int64       (merge-add counters)
+//   'O' content_id:u64 id:u64                -> Outcome     (latest outcome)
+// A shard is chosen by the recipient's domain, so one loop owns a
+// destination; within a shard and lane, entries sort by due time.
+//
+// Writes: every state change of a message is built into a StateBatch (pure,
+// no I/O) and handed to Commit(). One committer thread writes the batches and,
+// when any of them asked for durability, syncs the WAL once for the whole
+// group (group commit); then it runs the callbacks on its own thread.
+// Reads (ScanDue, GetContent, GetCounts) may be called from any thread.
+#ifndef SALVO_STORAGE_QUEUE_STORE_H_
+#define SALVO_STORAGE_QUEUE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "storage/key_codec.h"
+#include "storage/records.pb.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace salvo::storage {
+
+// Per-content counters (merge-add in RocksDB, exact across restarts).
+enum class Counter : uint8_t {
+  kAccepted = 0,
+  kDelivered = 1,
+  kBounced = 2,
+  kExpired = 3,
+  kDeferred = 4,   // gauge: recipients waiting after at least one failure
+  kCancelled = 5,
+};
+inline constexpr int kNumCounters = 6;
+
+struct Counts {
+  int64_t accepted = 0;
+  int64_t delivered = 0;
+  int64_t bounced = 0;
+  int64_t expired = 0;
+  int64_t deferred = 0;
+  int64_t cancelled = 0;
+  // Accepted and not final, deferred included.
+  int64_t pending() const {
+    return accepted - delivered - bounced - expired - cancelled;
+  }
+};
+
+struct QueueEntry {
+  QueueKey key;
+  Recipient rec;
+};
+
+// Builds one atomic write. Pure: no I/O until QueueStore::Commit().
+class StateBatch {
+ public:
+  StateBatch();
+  ~StateBatch();
+  StateBatch(StateBatch&&) noexcept;
+  StateBatch& operator=(StateBatch&&) noexcept;
+
+  void PutContent(const Content& content);
+  // New recipient: queue entry + accepted counter.
+  void Enqueue(const QueueKey& key, const Recipient& rec);
+  // Final outcomes: delete the queue entry, record the outcome, count it.
+  // `rec` is the entry as leased (rec.deferred says whether it was counted
+  // in the deferred gauge).
+  void Delivered(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  void Bounced(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  void Expired(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  // Transient failure: move the entry to `new_due` with attempts + 1, the
+  // reply and host recorded; enters the deferred gauge on the first deferral.
+  // Returns the new key.
+  QueueKey Defer(const QueueKey& key, const Recipient& rec, int64_t new_due_ms,
+                 const Outcome& o);
+  // Move without counting an attempt (throttling, shutdown). Returns new key.
+  QueueKey Requeue(const QueueKey& key, const Recipient& rec,
+                   int64_t new_due_ms);
+
+  size_t size() const { return ops_; }
+  bool empty() const { return ops_ == 0; }
+  // Emits the counter merges; called by QueueStore::Commit.
+  rocksdb::WriteBatch* Finish();
+
+ private:
+  void Count(uint64_t content_id, Counter c, int64_t delta);
+  std::unique_ptr<rocksdb::WriteBatch> batch_;
+  absl::flat_hash_map<std::pair<uint64_t, uint8_t>, int64_t> deltas_;
+  size_t ops_ = 0;
+};
+
+class QueueStore {
+ public:
+  struct Options {
+    std::string path;
+    int num_shards = 64;
+    // false: never fsync (benchmarks of the non-durable case only).
+    bool sync = true;
+    size_t block_cache_bytes = 64 << 20;
+  };
+
+  static absl::StatusOr<std::unique_ptr<QueueStore>> Open(const Options& o);
+  ~QueueStore();  // Drains pending commits, stops the committer, closes.
+
+  int num_shards() const { return num_shards_; }
+  // Stable across processes and versions (not absl::Hash).
+  uint16_t ShardForDomain(std::string_view domain) const;
+  // Unique across restarts: (ms since epoch << 20) + counter. Any thread.
+  uint64_t NextId();
+
+  // Any thread. `done` runs on the committer thread after the batch is
+  // written, and after the WAL is synced when `durable` (and Options::sync).
+  void Commit(StateBatch batch, bool durable,
+              std::function<void(absl::Status)> done);
+  // Blocking convenience for tools and tests.
+  [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);
+
+  // Entries of (shard, lane) with due_ms <= now_ms, strictly after *cursor
+  // (empty: from the start), at most `max`. Advances *cursor to the last key
+  // returned.
+  [[nodiscard]] absl::Status ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
+                                     size_t max, std::string* cursor,
+                                     std::vector<QueueEntry>* out);
+  // Due time of the first entry of (shard, lane) after *cursor, if any.
+  absl::StatusOr<std::optional<int64_t>> NextDue(uint16_t shard, Lane lane,
+                                                 const std::string& cursor);
+
+  absl::StatusOr<Content> GetContent(uint64_t content_id);
+  absl::StatusOr<Counts> GetCounts(uint64_t content_id);
+  absl::StatusOr<std::optional<Outcome>> GetOutcome(uint64_t content_id,
+                                                    uint64_t id);
+  // Number of queue entries in a shard (all lanes); O(entries). For tools.
+  absl::StatusOr<int64_t> CountQueued(uint16_t shard);
+
+  rocksdb::DB* db() { return db_.get(); }
+
+ private:
+  QueueStore() = default;
+  struct Committer;
+  int num_shards_ = 0;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<Committer> committer_;
+};
+
+}  // namespace salvo::storage
+
+#endif  // SALVO_STORAGE_QUEUE_STORE_H_
