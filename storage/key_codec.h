@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 namespace salvo::storage {
 
@@ -29,7 +29,7 @@ inline constexpr size_t kQueueKeySize = 1 + 2 + 1 + 8 + 8;
 void EncodeQueueKey(const QueueKey& key, std::string* out);
 std::string EncodeQueueKey(const QueueKey& key);
 // False if `bytes` is not a queue key.
-[[nodiscard]] bool DecodeQueueKey(std::string_view bytes, QueueKey* key);
+[[nodiscard]] bool DecodeQueueKey(absl::string_view bytes, QueueKey* key);
 // First key of (shard, lane) and the first key after it.
 std::string QueueLanePrefix(uint16_t shard, Lane lane);
 
@@ -39,7 +39,7 @@ std::string OutcomeKey(uint64_t content_id, uint64_t id);
 
 // Ids are shown to users as 16 lowercase hex digits.
 std::string IdToHex(uint64_t id);
-[[nodiscard]] bool HexToId(std::string_view hex, uint64_t* id);
+[[nodiscard]] bool HexToId(absl::string_view hex, uint64_t* id);
 
 }  // namespace salvo::storage
 

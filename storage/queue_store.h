@@ -21,7 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -119,7 +119,7 @@ class QueueStore {
 
   int num_shards() const { return num_shards_; }
   // Stable across processes and versions (not absl::Hash).
-  uint16_t ShardForDomain(std::string_view domain) const;
+  uint16_t ShardForDomain(absl::string_view domain) const;
   // Unique across restarts: (ms since epoch << 20) + counter. Any thread.
   uint64_t NextId();
 

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -74,15 +74,15 @@ struct Config {
 };
 
 // The embedded default file's text (deploy/salvo.toml).
-std::string_view DefaultToml();
+absl::string_view DefaultToml();
 
 // Parses TOML text over the defaults. InvalidArgument naming the key (and
 // line) for unknown keys, wrong types, or bad values.
-absl::StatusOr<Config> ParseConfig(std::string_view toml_text);
+absl::StatusOr<Config> ParseConfig(absl::string_view toml_text);
 absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 // Applies "section.key=value" overrides (value in TOML syntax, bare strings
 // accepted), e.g. "dns.servers=127.0.0.1:5353".
-absl::Status ApplyOverride(std::string_view assignment, Config* config);
+absl::Status ApplyOverride(absl::string_view assignment, Config* config);
 
 }  // namespace salvo::config
 

@@ -11,7 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/time/time.h"
@@ -69,7 +69,7 @@ class MxResolver {
 
   // Cache hits call `done` before returning; misses call it later on the
   // loop. Concurrent lookups of one domain share one query.
-  virtual void Resolve(std::string_view domain,
+  virtual void Resolve(absl::string_view domain,
                        std::function<void(const MxResult&)> done) = 0;
   // Fails pending lookups (kTempFail) and closes every handle. The resolver
   // must be shut down before its loop stops.

@@ -10,7 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -62,11 +62,11 @@ class Registry {
   static Registry& Default();
 
   // Same name with a different type or help is a programming error (abort).
-  Counter* GetCounter(std::string_view name, std::string_view help,
+  Counter* GetCounter(absl::string_view name, absl::string_view help,
                       const Labels& labels = {});
-  Gauge* GetGauge(std::string_view name, std::string_view help,
+  Gauge* GetGauge(absl::string_view name, absl::string_view help,
                   const Labels& labels = {});
-  Histogram* GetHistogram(std::string_view name, std::string_view help,
+  Histogram* GetHistogram(absl::string_view name, absl::string_view help,
                           const std::vector<double>& bounds,
                           const Labels& labels = {});
 

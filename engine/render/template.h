@@ -9,7 +9,7 @@
 
 #include <memory>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -20,12 +20,12 @@
 
 namespace salvo::render {
 
-using MergeField = std::pair<std::string_view, std::string_view>;
+using MergeField = std::pair<absl::string_view, absl::string_view>;
 
 struct RenderInput {
-  std::string_view rcpt;                 // envelope recipient = To
+  absl::string_view rcpt;                 // envelope recipient = To
   absl::Span<const MergeField> fields;   // this recipient's merge data
-  std::string_view message_id;           // without <>, e.g. "abc@host"
+  absl::string_view message_id;           // without <>, e.g. "abc@host"
   absl::Time date;
 };
 
