@@ -25,7 +25,7 @@ struct QueueKey {
 
 inline constexpr size_t kQueueKeySize = 1 + 2 + 1 + 8 + 8;
 
-// Appends the 20-byte key to *out.
+// Appends the 20-byte key to *out. due_ms must be >= 0 to sort by time.
 void EncodeQueueKey(const QueueKey& key, std::string* out);
 std::string EncodeQueueKey(const QueueKey& key);
 // False if `bytes` is not a queue key.
@@ -37,7 +37,8 @@ std::string ContentKey(uint64_t content_id);
 std::string CounterKey(uint64_t content_id, uint8_t counter);
 std::string OutcomeKey(uint64_t content_id, uint64_t id);
 
-// Ids are shown to users as 16 lowercase hex digits.
+// Ids are shown to users as 16 lowercase hex digits; HexToId wants exactly 16
+// (either case).
 std::string IdToHex(uint64_t id);
 [[nodiscard]] bool HexToId(absl::string_view hex, uint64_t* id);
 
