@@ -16,6 +16,7 @@
 #ifndef SALVO_STORAGE_QUEUE_STORE_H_
 #define SALVO_STORAGE_QUEUE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -131,8 +132,8 @@ class QueueStore {
   [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);
 
   // Entries of (shard, lane) with due_ms <= now_ms, strictly after *cursor
-  // (empty: from the start), at most `max`. Advances *cursor to the last key
-  // returned.
+  // (empty: from the start), at most `max`. Replaces the contents of *out
+  // (its elements are reused) and advances *cursor to the last key returned.
   [[nodiscard]] absl::Status ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
                                      size_t max, std::string* cursor,
                                      std::vector<QueueEntry>* out);
@@ -147,12 +148,17 @@ class QueueStore {
   // Number of queue entries in a shard (all lanes); O(entries). For tools.
   absl::StatusOr<int64_t> CountQueued(uint16_t shard);
 
+  // Group-commit figures since Open: WAL syncs done and batches committed.
+  int64_t syncs() const;
+  int64_t commits() const;
+
   rocksdb::DB* db() { return db_.get(); }
 
  private:
   QueueStore() = default;
   struct Committer;
   int num_shards_ = 0;
+  std::atomic<uint64_t> last_id_{0};
   std::unique_ptr<rocksdb::DB> db_;
   std::unique_ptr<Committer> committer_;
 };

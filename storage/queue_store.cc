@@ -1,0 +1,573 @@
+// The sharded durable queue on RocksDB (see queue_store.h for the key space).
+// StateBatch is pure and single-threaded; QueueStore reads may run on any
+// thread; writes go through one committer thread that syncs the WAL once per
+// group of pending batches.
+#include "storage/queue_store.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/merge_operator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/utilities/table_properties_collectors.h"
+#include "rocksdb/write_batch.h"
+
+namespace salvo::storage {
+namespace {
+
+constexpr char kMetaNumShardsKey[] = "Mnum_shards";
+
+// Key of the lane after (shard, lane): the exclusive end of a lane scan.
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    unsigned char last = static_cast<unsigned char>(prefix.back());
+    if (last != 0xff) {
+      prefix.back() = static_cast<char>(last + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return prefix;  // Unreachable for our prefixes, which start with 'Q'.
+}
+
+int64_t DecodeInt64Le(const rocksdb::Slice& s) {
+  if (s.size() != 8) return 0;
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) {
+    v = (v << 8) | static_cast<unsigned char>(s.data()[i]);
+  }
+  return static_cast<int64_t>(v);
+}
+
+void EncodeInt64Le(int64_t value, char out[8]) {
+  uint64_t v = static_cast<uint64_t>(value);
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<char>(v);
+    v >>= 8;
+  }
+}
+
+// int64 little-endian add; the operator behind the 'N' counters.
+class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    int64_t sum = (existing ? DecodeInt64Le(*existing) : 0) +
+                  DecodeInt64Le(value);
+    char buf[8];
+    EncodeInt64Le(sum, buf);
+    new_value->assign(buf, 8);
+    return true;
+  }
+  const char* Name() const override { return "salvo.Int64Add"; }
+};
+
+absl::Status ToAbsl(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsIncomplete()) {
+    return absl::UnavailableError(msg);
+  }
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  return absl::InternalError(msg);
+}
+
+// Encodes a queue key into a fixed buffer (no allocation on the hot path).
+rocksdb::Slice QueueKeySlice(const QueueKey& key, char buf[kQueueKeySize]) {
+  buf[0] = 'Q';
+  buf[1] = static_cast<char>(key.shard >> 8);
+  buf[2] = static_cast<char>(key.shard);
+  buf[3] = static_cast<char>(key.lane);
+  uint64_t due = static_cast<uint64_t>(key.due_ms);
+  uint64_t id = key.id;
+  for (int i = 7; i >= 0; --i) {
+    buf[4 + i] = static_cast<char>(due);
+    buf[12 + i] = static_cast<char>(id);
+    due >>= 8;
+    id >>= 8;
+  }
+  return rocksdb::Slice(buf, kQueueKeySize);
+}
+
+rocksdb::Slice OutcomeKeySlice(uint64_t content_id, uint64_t id,
+                               char buf[17]) {
+  buf[0] = 'O';
+  for (int i = 7; i >= 0; --i) {
+    buf[1 + i] = static_cast<char>(content_id);
+    buf[9 + i] = static_cast<char>(id);
+    content_id >>= 8;
+    id >>= 8;
+  }
+  return rocksdb::Slice(buf, 17);
+}
+
+// Serialization scratch reused per thread: WriteBatch copies what it is given.
+std::string& Scratch() {
+  thread_local std::string scratch;
+  return scratch;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- StateBatch
+
+StateBatch::StateBatch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+StateBatch::~StateBatch() = default;
+StateBatch::StateBatch(StateBatch&&) noexcept = default;
+StateBatch& StateBatch::operator=(StateBatch&&) noexcept = default;
+
+void StateBatch::Count(uint64_t content_id, Counter c, int64_t delta) {
+  deltas_[{content_id, static_cast<uint8_t>(c)}] += delta;
+}
+
+void StateBatch::PutContent(const Content& content) {
+  std::string& value = Scratch();
+  content.SerializeToString(&value);
+  batch_->Put(ContentKey(content.id()), value);
+  ++ops_;
+}
+
+void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
+  char kbuf[kQueueKeySize];
+  std::string& value = Scratch();
+  rec.SerializeToString(&value);
+  batch_->Put(QueueKeySlice(key, kbuf), value);
+  Count(rec.content_id(), Counter::kAccepted, 1);
+  ++ops_;
+}
+
+namespace {
+
+// Writes `o` under 'O' with `state`, filling content id and address from the
+// recipient when the caller left them empty.
+void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
+                const Recipient& rec, const Outcome& o,
+                Outcome::State state) {
+  char kbuf[17];
+  std::string& value = Scratch();
+  if (o.state() == state && o.content_id() == rec.content_id() &&
+      !o.address().empty()) {
+    o.SerializeToString(&value);
+  } else {
+    Outcome copy = o;
+    copy.set_state(state);
+    copy.set_content_id(rec.content_id());
+    if (copy.address().empty()) copy.set_address(rec.address());
+    copy.SerializeToString(&value);
+  }
+  batch->Put(OutcomeKeySlice(rec.content_id(), key.id, kbuf), value);
+}
+
+}  // namespace
+
+void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
+                           const Outcome& o) {
+  char kbuf[kQueueKeySize];
+  batch_->Delete(QueueKeySlice(key, kbuf));
+  PutOutcome(batch_.get(), key, rec, o, Outcome::DELIVERED);
+  Count(rec.content_id(), Counter::kDelivered, 1);
+  if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
+  ++ops_;
+}
+
+void StateBatch::Bounced(const QueueKey& key, const Recipient& rec,
+                         const Outcome& o) {
+  char kbuf[kQueueKeySize];
+  batch_->Delete(QueueKeySlice(key, kbuf));
+  PutOutcome(batch_.get(), key, rec, o, Outcome::BOUNCED);
+  Count(rec.content_id(), Counter::kBounced, 1);
+  if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
+  ++ops_;
+}
+
+void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
+                         const Outcome& o) {
+  char kbuf[kQueueKeySize];
+  batch_->Delete(QueueKeySlice(key, kbuf));
+  PutOutcome(batch_.get(), key, rec, o, Outcome::EXPIRED);
+  Count(rec.content_id(), Counter::kExpired, 1);
+  if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
+  ++ops_;
+}
+
+QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
+                           int64_t new_due_ms, const Outcome& o) {
+  QueueKey next = key;
+  next.due_ms = new_due_ms;
+  Recipient moved = rec;
+  moved.set_attempts(rec.attempts() + 1);
+  moved.set_last_reply(o.reply());
+  moved.set_last_host(o.remote_host());
+  moved.set_deferred(true);
+  if (!rec.deferred()) Count(rec.content_id(), Counter::kDeferred, 1);
+
+  char kbuf[kQueueKeySize];
+  batch_->Delete(QueueKeySlice(key, kbuf));
+  std::string& value = Scratch();
+  moved.SerializeToString(&value);
+  batch_->Put(QueueKeySlice(next, kbuf), value);
+  PutOutcome(batch_.get(), key, rec, o, Outcome::DEFERRED);
+  ++ops_;
+  return next;
+}
+
+QueueKey StateBatch::Requeue(const QueueKey& key, const Recipient& rec,
+                             int64_t new_due_ms) {
+  QueueKey next = key;
+  next.due_ms = new_due_ms;
+  char kbuf[kQueueKeySize];
+  batch_->Delete(QueueKeySlice(key, kbuf));
+  std::string& value = Scratch();
+  rec.SerializeToString(&value);
+  batch_->Put(QueueKeySlice(next, kbuf), value);
+  ++ops_;
+  return next;
+}
+
+rocksdb::WriteBatch* StateBatch::Finish() {
+  for (const auto& [k, delta] : deltas_) {
+    if (delta == 0) continue;
+    char buf[8];
+    EncodeInt64Le(delta, buf);
+    batch_->Merge(CounterKey(k.first, k.second), rocksdb::Slice(buf, 8));
+  }
+  deltas_.clear();
+  return batch_.get();
+}
+
+// ----------------------------------------------------------------- Committer
+
+struct QueueStore::Committer {
+  struct Pending {
+    StateBatch batch;
+    bool durable;
+    std::function<void(absl::Status)> done;
+  };
+
+  Committer(rocksdb::DB* db, bool sync) : db(db), sync(sync) {
+    thread = std::thread([this] { Run(); });
+  }
+
+  ~Committer() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+    }
+    cv.notify_one();
+    thread.join();
+  }
+
+  void Submit(Pending p) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      pending.push_back(std::move(p));
+    }
+    cv.notify_one();
+  }
+
+  void Run() {
+    std::vector<Pending> group;
+    std::vector<absl::Status> results;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [this] { return stop || !pending.empty(); });
+        if (pending.empty()) return;  // stop requested and drained
+        group.swap(pending);
+      }
+      rocksdb::WriteOptions wo;
+      wo.sync = false;
+      bool need_sync = false;
+      results.clear();
+      for (Pending& p : group) {
+        rocksdb::Status s = db->Write(wo, p.batch.Finish());
+        results.push_back(ToAbsl(s, "queue write"));
+        if (s.ok() && p.durable && sync) need_sync = true;
+      }
+      if (need_sync) {
+        absl::Status synced = ToAbsl(db->SyncWAL(), "WAL sync");
+        syncs.fetch_add(1, std::memory_order_relaxed);
+        if (!synced.ok()) {
+          for (size_t i = 0; i < group.size(); ++i) {
+            if (group[i].durable && results[i].ok()) results[i] = synced;
+          }
+        }
+      }
+      commits.fetch_add(static_cast<int64_t>(group.size()),
+                        std::memory_order_relaxed);
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (group[i].done) group[i].done(results[i]);
+      }
+      group.clear();
+    }
+  }
+
+  rocksdb::DB* const db;
+  const bool sync;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Pending> pending;  // guarded by mu
+  bool stop = false;             // guarded by mu
+  std::atomic<int64_t> syncs{0};
+  std::atomic<int64_t> commits{0};
+  std::thread thread;
+};
+
+// ---------------------------------------------------------------- QueueStore
+
+absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
+    const Options& o) {
+  if (o.num_shards < 1 || o.num_shards > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_shards must be in [1, 65536], got ", o.num_shards));
+  }
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.write_buffer_size = 64 << 20;
+  options.compression = rocksdb::kLZ4Compression;
+  options.merge_operator = std::make_shared<Int64AddOperator>();
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // A queue deletes from its front: compact files dense with tombstones so
+  // that scans from the start of a lane do not wade through them.
+  options.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window=*/32768,
+                                                    /*deletion_trigger=*/8192));
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, o.path, &raw);
+  if (!s.ok()) return ToAbsl(s, absl::StrCat("open ", o.path));
+  std::unique_ptr<rocksdb::DB> db(raw);
+
+  std::string stored;
+  s = db->Get(rocksdb::ReadOptions(), kMetaNumShardsKey, &stored);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, kMetaNumShardsKey, std::to_string(o.num_shards));
+    if (!s.ok()) return ToAbsl(s, "write num_shards");
+  } else if (!s.ok()) {
+    return ToAbsl(s, "read num_shards");
+  } else if (stored != std::to_string(o.num_shards)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "queue store at ", o.path, " was created with ", stored,
+        " shards; Open asked for ", o.num_shards,
+        " (the shard count is fixed at creation)"));
+  }
+
+  std::unique_ptr<QueueStore> store(new QueueStore());
+  store->num_shards_ = o.num_shards;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  store->last_id_.store(static_cast<uint64_t>(now_ms) << 20);
+  store->db_ = std::move(db);
+  store->committer_ = std::make_unique<Committer>(store->db_.get(), o.sync);
+  return store;
+}
+
+QueueStore::~QueueStore() {
+  committer_.reset();  // drains and joins before the DB closes
+  if (db_) db_->Close().PermitUncheckedError();
+}
+
+uint16_t QueueStore::ShardForDomain(absl::string_view domain) const {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64 over the lowercase name
+  for (char c : domain) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 'A' && u <= 'Z') u = static_cast<unsigned char>(u - 'A' + 'a');
+    h ^= u;
+    h *= 1099511628211ull;
+  }
+  return static_cast<uint16_t>(h % static_cast<uint64_t>(num_shards_));
+}
+
+uint64_t QueueStore::NextId() {
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const uint64_t floor = static_cast<uint64_t>(now_ms) << 20;
+  uint64_t last = last_id_.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = last + 1 > floor ? last + 1 : floor;
+  } while (!last_id_.compare_exchange_weak(last, next,
+                                           std::memory_order_relaxed));
+  return next;
+}
+
+void QueueStore::Commit(StateBatch batch, bool durable,
+                        std::function<void(absl::Status)> done) {
+  committer_->Submit({std::move(batch), durable, std::move(done)});
+}
+
+absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  absl::Status result;
+  Commit(std::move(batch), durable, [&](absl::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    result = std::move(s);
+    finished = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return finished; });
+  return result;
+}
+
+absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
+                                 size_t max, std::string* cursor,
+                                 std::vector<QueueEntry>* out) {
+  const std::string start = QueueLanePrefix(shard, lane);
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+
+  const bool resume = !cursor->empty() && *cursor >= start;
+  it->Seek(resume ? rocksdb::Slice(*cursor) : rocksdb::Slice(start));
+  if (resume && it->Valid() && it->key() == rocksdb::Slice(*cursor)) it->Next();
+
+  size_t n = 0;
+  for (; it->Valid() && n < max; it->Next()) {
+    const rocksdb::Slice k = it->key();
+    QueueKey key;
+    if (!DecodeQueueKey(absl::string_view(k.data(), k.size()), &key)) {
+      return absl::DataLossError(
+          absl::StrCat("malformed queue key in shard ", shard));
+    }
+    if (key.due_ms > now_ms) break;  // ordered by due: nothing later is due
+    if (n == out->size()) out->emplace_back();
+    QueueEntry& e = (*out)[n];
+    e.key = key;
+    const rocksdb::Slice v = it->value();
+    if (!e.rec.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      return absl::DataLossError(
+          absl::StrCat("unparsable recipient ", IdToHex(key.id)));
+    }
+    ++n;
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "scan due");
+  out->resize(n);
+  if (n > 0) {
+    cursor->clear();
+    EncodeQueueKey((*out)[n - 1].key, cursor);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<int64_t>> QueueStore::NextDue(
+    uint16_t shard, Lane lane, const std::string& cursor) {
+  const std::string start = QueueLanePrefix(shard, lane);
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const bool resume = !cursor.empty() && cursor >= start;
+  it->Seek(resume ? rocksdb::Slice(cursor) : rocksdb::Slice(start));
+  if (resume && it->Valid() && it->key() == rocksdb::Slice(cursor)) it->Next();
+  if (!it->Valid()) {
+    if (!it->status().ok()) return ToAbsl(it->status(), "next due");
+    return std::optional<int64_t>();
+  }
+  QueueKey key;
+  const rocksdb::Slice k = it->key();
+  if (!DecodeQueueKey(absl::string_view(k.data(), k.size()), &key)) {
+    return absl::DataLossError("malformed queue key");
+  }
+  return std::optional<int64_t>(key.due_ms);
+}
+
+absl::StatusOr<Content> QueueStore::GetContent(uint64_t content_id) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), ContentKey(content_id), &value);
+  if (!s.ok()) return ToAbsl(s, absl::StrCat("content ", IdToHex(content_id)));
+  Content content;
+  if (!content.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("unparsable content ", IdToHex(content_id)));
+  }
+  return content;
+}
+
+absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
+  const std::string start = CounterKey(content_id, 0);
+  const std::string end = PrefixEnd(start.substr(0, 9));
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  int64_t values[kNumCounters] = {};
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.size() != 10) continue;
+    const uint8_t c = static_cast<uint8_t>(k.data()[9]);
+    if (c < kNumCounters) values[c] = DecodeInt64Le(it->value());
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "counts");
+  Counts counts;
+  counts.accepted = values[static_cast<int>(Counter::kAccepted)];
+  counts.delivered = values[static_cast<int>(Counter::kDelivered)];
+  counts.bounced = values[static_cast<int>(Counter::kBounced)];
+  counts.expired = values[static_cast<int>(Counter::kExpired)];
+  counts.deferred = values[static_cast<int>(Counter::kDeferred)];
+  counts.cancelled = values[static_cast<int>(Counter::kCancelled)];
+  return counts;
+}
+
+absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(
+    uint64_t content_id, uint64_t id) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), OutcomeKey(content_id, id), &value);
+  if (s.IsNotFound()) return std::optional<Outcome>();
+  if (!s.ok()) return ToAbsl(s, "outcome");
+  Outcome o;
+  if (!o.ParseFromString(value)) {
+    return absl::DataLossError(absl::StrCat("unparsable outcome ", IdToHex(id)));
+  }
+  return std::optional<Outcome>(std::move(o));
+}
+
+absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {
+  const std::string start = QueueLanePrefix(shard, Lane::kTransactional)
+                                .substr(0, 3);
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  int64_t n = 0;
+  for (it->Seek(start); it->Valid(); it->Next()) ++n;
+  if (!it->status().ok()) return ToAbsl(it->status(), "count queued");
+  return n;
+}
+
+int64_t QueueStore::syncs() const {
+  return committer_->syncs.load(std::memory_order_relaxed);
+}
+
+int64_t QueueStore::commits() const {
+  return committer_->commits.load(std::memory_order_relaxed);
+}
+
+}  // namespace salvo::storage
