@@ -58,6 +58,11 @@ class Histogram {
 
 class Registry {
  public:
+  Registry();
+  ~Registry();  // Out of line: Family is incomplete here.
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
   // The process-wide registry that /metrics exposes.
   static Registry& Default();
 

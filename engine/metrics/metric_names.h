@@ -1,0 +1,69 @@
+// The names, types, labels and help texts of the metrics the engine
+// registers: the one list that deploy/grafana/salvo-dashboard.json and the
+// promtool lint test are checked against. Constants only; any thread.
+#ifndef SALVO_ENGINE_METRICS_METRIC_NAMES_H_
+#define SALVO_ENGINE_METRICS_METRIC_NAMES_H_
+
+#include "absl/strings/string_view.h"
+
+namespace salvo::metrics {
+
+enum class MetricType { kCounter, kGauge, kHistogram };
+
+struct MetricSpec {
+  absl::string_view name;
+  MetricType type;
+  absl::string_view labels;  // comma-separated label names, "" for none
+  absl::string_view help;
+};
+
+inline constexpr absl::string_view kMessagesAcceptedTotal =
+    "salvo_messages_accepted_total";
+inline constexpr absl::string_view kDeliveriesTotal = "salvo_deliveries_total";
+inline constexpr absl::string_view kQueueDepth = "salvo_queue_depth";
+inline constexpr absl::string_view kInFlight = "salvo_in_flight";
+inline constexpr absl::string_view kSmtpConnections = "salvo_smtp_connections";
+inline constexpr absl::string_view kDeliveryLatencySeconds =
+    "salvo_delivery_latency_seconds";
+inline constexpr absl::string_view kHttpRequestsTotal =
+    "salvo_http_requests_total";
+inline constexpr absl::string_view kCommitBatchesTotal =
+    "salvo_commit_batches_total";
+inline constexpr absl::string_view kCommitSyncsTotal =
+    "salvo_commit_syncs_total";
+
+// Values of the `result` label of salvo_deliveries_total.
+inline constexpr absl::string_view kResultDelivered = "delivered";
+inline constexpr absl::string_view kResultDeferred = "deferred";
+inline constexpr absl::string_view kResultBounced = "bounced";
+inline constexpr absl::string_view kResultExpired = "expired";
+
+// Bucket bounds (seconds) of salvo_delivery_latency_seconds: accept to final
+// 2xx, from sub-second local delivery to a day of retries.
+inline constexpr double kDeliveryLatencyBounds[] = {
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400};
+
+inline constexpr MetricSpec kEngineMetrics[] = {
+    {kMessagesAcceptedTotal, MetricType::kCounter, "tenant,lane",
+     "Messages accepted for delivery."},
+    {kDeliveriesTotal, MetricType::kCounter, "domain,result",
+     "Final and deferred delivery outcomes per recipient."},
+    {kQueueDepth, MetricType::kGauge, "loop",
+     "Recipients queued in storage."},
+    {kInFlight, MetricType::kGauge, "loop",
+     "Recipients leased into memory."},
+    {kSmtpConnections, MetricType::kGauge, "loop",
+     "Open outbound SMTP connections."},
+    {kDeliveryLatencySeconds, MetricType::kHistogram, "",
+     "Time from acceptance to the final 2xx reply."},
+    {kHttpRequestsTotal, MetricType::kCounter, "route,code",
+     "HTTP API requests by route and status code."},
+    {kCommitBatchesTotal, MetricType::kCounter, "",
+     "Storage write batches committed."},
+    {kCommitSyncsTotal, MetricType::kCounter, "",
+     "WAL syncs performed by the commit group."},
+};
+
+}  // namespace salvo::metrics
+
+#endif  // SALVO_ENGINE_METRICS_METRIC_NAMES_H_
