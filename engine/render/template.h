@@ -7,12 +7,14 @@
 #ifndef SALVO_ENGINE_RENDER_TEMPLATE_H_
 #define SALVO_ENGINE_RENDER_TEMPLATE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -59,6 +61,50 @@ class CompiledContent {
   CompiledContent() = default;
   std::vector<std::string> fields_;
   std::vector<std::string> header_fields_;
+
+ private:
+  // A template split once into literals and field references.
+  struct Segment {
+    enum Kind : uint8_t { kLiteral, kField, kRawField, kEmail };
+    Kind kind;
+    uint32_t begin;  // literal, or field name, as a range of Part::source
+    uint32_t size;
+    uint32_t field;  // index into fields_ for kField / kRawField
+  };
+  struct Part {
+    std::string source;
+    std::vector<Segment> segments;
+    bool empty() const { return source.empty(); }
+  };
+  struct HeaderTemplate {
+    std::string name;
+    Part value;
+  };
+
+  [[nodiscard]] static absl::Status Parse(absl::string_view part_name,
+                                          Part* part);
+  // Appends the merged part (no escaping; for headers).
+  void Merge(const Part& part, absl::Span<const absl::string_view> values,
+             absl::string_view rcpt, std::string* out) const;
+  // Appends the merged part quoted-printable; html escapes {{x}} values.
+  // Returns true when the output ends at a line start.
+  bool AppendQpBody(const Part& part, bool html,
+                    absl::Span<const absl::string_view> values,
+                    absl::string_view rcpt, std::string* out) const;
+  absl::Status RenderRaw(const RenderInput& in, std::string* out) const;
+
+  Part from_;
+  Part subject_;
+  Part html_;
+  Part text_;
+  std::vector<HeaderTemplate> headers_;
+  std::string reply_to_line_;  // "Reply-To: ...\r\n" or empty
+  std::string boundary_;       // multipart/alternative boundary
+  // Raw contents: normalized, dot-stuffed message.
+  bool is_raw_ = false;
+  bool raw_has_date_ = false;
+  bool raw_has_message_id_ = false;
+  std::string raw_;
 };
 
 }  // namespace salvo::render
