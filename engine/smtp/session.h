@@ -24,62 +24,9 @@
 #include "absl/time/time.h"
 #include "engine/core/loop.h"
 #include "engine/smtp/reply.h"
+#include "engine/smtp/transaction.h"
 
 namespace salvo::smtp {
-
-// RFC 5321 section 4.5.3.2 defaults.
-struct Timeouts {
-  absl::Duration connect = absl::Seconds(30);
-  absl::Duration greeting = absl::Minutes(5);
-  absl::Duration ehlo = absl::Minutes(5);
-  absl::Duration mail = absl::Minutes(5);
-  absl::Duration rcpt = absl::Minutes(5);
-  absl::Duration data_init = absl::Minutes(2);
-  absl::Duration data_block = absl::Minutes(3);
-  absl::Duration data_end = absl::Minutes(10);
-  absl::Duration quit = absl::Seconds(30);
-};
-
-struct SessionOptions {
-  std::string helo_name = "localhost";
-  Timeouts timeouts;
-  bool use_pipelining = true;  // when the server offers it
-};
-
-// What the server said in answer to EHLO.
-struct Extensions {
-  bool pipelining = false;
-  bool eight_bit_mime = false;
-  bool smtputf8 = false;
-  bool chunking = false;
-  bool enhanced_status_codes = false;
-  bool starttls = false;
-  int64_t size = -1;  // -1: not advertised; 0: advertised without a limit
-};
-
-struct Transaction {
-  std::string mail_from;          // address without <>
-  std::vector<std::string> rcpts; // addresses without <>
-  // Message in wire form: CRLF line ends, dot-stuffed, without the final
-  // ".\r\n" (the session adds it).
-  std::string data;
-};
-
-struct TransactionResult {
-  Reply mail;
-  std::vector<Reply> rcpts;  // one per Transaction::rcpts, same order
-  Reply data;                // the 354 (or its failure)
-  Reply data_end;            // the reply to "." (valid if data was 354)
-  // The reply that applies to recipient i: its RCPT reply when that failed,
-  // else MAIL's when that failed, else DATA's, else the final one.
-  const Reply& ForRecipient(size_t i) const;
-};
-
-struct Endpoint {
-  sockaddr_storage addr{};
-  std::string host_name;  // MX name, for logs and outcomes
-  std::string ToString() const;  // "mx.example.com[127.0.0.1]:25"
-};
 
 class Session {
  public:

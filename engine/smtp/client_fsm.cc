@@ -1,0 +1,491 @@
+// Implementation of ClientFsm (see client_fsm.h).
+#include "engine/smtp/client_fsm.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace salvo::smtp {
+namespace {
+
+constexpr absl::string_view kDotCrlf = ".\r\n";
+constexpr absl::string_view kCrlfDotCrlf = "\r\n.\r\n";
+
+bool Is2xx(const Reply& r) { return r.code >= 200 && r.code < 300; }
+
+// A result field that no server reply has filled yet.
+bool Unset(const Reply& r) { return r.synthetic && r.code == 0; }
+
+}  // namespace
+
+ClientFsm::ClientFsm(const SessionOptions& options) : options_(options) {}
+
+Reply ClientFsm::Synthetic(Stage stage, absl::string_view text) const {
+  Reply r;
+  r.code = 0;
+  r.stage = stage;
+  r.synthetic = true;
+  r.text = std::string(text);
+  return r;
+}
+
+absl::Duration ClientFsm::TimeoutFor(Stage s) const {
+  const Timeouts& t = options_.timeouts;
+  switch (s) {
+    case Stage::kConnect: return t.connect;
+    case Stage::kGreeting: return t.greeting;
+    case Stage::kEhlo:
+    case Stage::kHelo: return t.ehlo;
+    case Stage::kMail:
+    case Stage::kRset: return t.mail;
+    case Stage::kRcpt: return t.rcpt;
+    case Stage::kData: return t.data_init;
+    case Stage::kDataEnd: return t.data_end;
+    case Stage::kQuit: return t.quit;
+  }
+  return t.mail;
+}
+
+Stage ClientFsm::CurrentStage() const {
+  return acked_ < sent_ ? table_[acked_].stage : last_stage_;
+}
+
+void ClientFsm::Push(Stage stage, int rcpt) {
+  if (acked_ == table_.size()) {  // everything answered: reuse the table
+    table_.clear();
+    sent_ = acked_ = 0;
+  }
+  table_.push_back(Command{stage, rcpt, next_seq_++});
+}
+
+void ClientFsm::AppendCommand(const Command& c, std::string* buf) {
+  switch (c.stage) {
+    case Stage::kEhlo:
+      absl::StrAppend(buf, "EHLO ", options_.helo_name, "\r\n");
+      break;
+    case Stage::kHelo:
+      absl::StrAppend(buf, "HELO ", options_.helo_name, "\r\n");
+      break;
+    case Stage::kMail:
+      absl::StrAppend(buf, "MAIL FROM:<", txn_.mail_from, ">");
+      if (ext_.size >= 0) {
+        absl::StrAppend(buf, " SIZE=", txn_.data.size() + kDotCrlf.size());
+      }
+      buf->append("\r\n");
+      break;
+    case Stage::kRcpt:
+      absl::StrAppend(buf, "RCPT TO:<", txn_.rcpts[c.rcpt], ">\r\n");
+      break;
+    case Stage::kData: buf->append("DATA\r\n"); break;
+    case Stage::kRset: buf->append("RSET\r\n"); break;
+    case Stage::kQuit: buf->append("QUIT\r\n"); break;
+    case Stage::kConnect:
+    case Stage::kGreeting:
+    case Stage::kDataEnd: break;  // nothing to write (or written elsewhere)
+  }
+}
+
+void ClientFsm::SendNextCommand(FsmActions* out) {
+  FsmAction a;
+  a.type = FsmAction::Type::kWrite;
+  const Command& c = table_[sent_++];
+  last_stage_ = c.stage;
+  AppendCommand(c, &a.bytes);
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::SendCommandNow(Stage stage, FsmActions* out) {
+  Push(stage);
+  SendNextCommand(out);
+}
+
+void ClientFsm::SyncTimer(FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  uint64_t want = acked_ < sent_ ? table_[acked_].seq : 0;
+  if (want == armed_seq_) return;
+  armed_seq_ = want;
+  FsmAction a;
+  if (want == 0) {
+    a.type = FsmAction::Type::kStopTimer;
+  } else {
+    a.type = FsmAction::Type::kArmTimer;
+    a.stage = table_[acked_].stage;
+    a.timeout = TimeoutFor(a.stage);
+  }
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::Start(FsmActions* out) {
+  if (phase_ != Phase::kNew) return;
+  phase_ = Phase::kHandshake;
+  Push(Stage::kConnect);
+  sent_ = table_.size();
+  last_stage_ = Stage::kConnect;
+  SyncTimer(out);
+}
+
+void ClientFsm::OnConnected(FsmActions* out) {
+  if (phase_ != Phase::kHandshake || acked_ >= sent_ ||
+      table_[acked_].stage != Stage::kConnect) {
+    return;
+  }
+  ++acked_;
+  Push(Stage::kGreeting);  // "sent" by connecting
+  ++sent_;
+  last_stage_ = Stage::kGreeting;
+  SyncTimer(out);
+}
+
+void ClientFsm::OnData(absl::string_view bytes, FsmActions* out) {
+  while (!bytes.empty() && phase_ != Phase::kClosed) {
+    ReplyParser::Status s = parser_.Parse(&bytes, &scratch_);
+    if (s == ReplyParser::Status::kNeedMore) break;
+    if (s == ReplyParser::Status::kError) {
+      FailSession(Synthetic(CurrentStage(),
+                            absl::StrCat("protocol error: ", parser_.error())),
+                  out);
+      return;
+    }
+    scratch_.synthetic = false;
+    OnReply(std::move(scratch_), out);
+    scratch_ = Reply();
+  }
+}
+
+void ClientFsm::OnReply(Reply r, FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  if (acked_ >= sent_ || table_[acked_].stage == Stage::kConnect) {
+    if (r.code == 421) {  // e.g. an idle timeout at the server
+      r.stage = CurrentStage();
+      FailSession(std::move(r), out);
+    } else {
+      FailSession(Synthetic(CurrentStage(),
+                            absl::StrCat("protocol error: reply with no "
+                                         "command pending: ",
+                                         r.code, " ", r.text)),
+                  out);
+    }
+    return;
+  }
+  const Command c = table_[acked_++];
+  r.stage = c.stage;
+  if (r.code == 421 && c.stage != Stage::kQuit) {
+    // The server is closing the connection: nothing more will be answered.
+    if (in_txn_) {
+      Reply copy = r;
+      OnTxnReply(c, &copy, nullptr);
+    }
+    FailSession(std::move(r), out);
+    return;
+  }
+  switch (c.stage) {
+    case Stage::kGreeting:
+      if (r.code == 220) {
+        SendCommandNow(Stage::kEhlo, out);
+      } else {
+        close_reason_ = std::move(r);
+        have_close_reason_ = true;
+        DoQuit(out);
+      }
+      break;
+    case Stage::kEhlo:
+    case Stage::kHelo:
+      if (r.code == 250) {
+        if (c.stage == Stage::kEhlo) ParseExtensions(r.text);
+        GoIdle(out);
+      } else if (c.stage == Stage::kEhlo && r.code >= 500) {
+        SendCommandNow(Stage::kHelo, out);
+      } else {
+        close_reason_ = std::move(r);
+        have_close_reason_ = true;
+        DoQuit(out);
+      }
+      break;
+    case Stage::kMail:
+    case Stage::kRcpt:
+    case Stage::kData:
+    case Stage::kDataEnd:
+      OnTxnReply(c, &r, out);
+      break;
+    case Stage::kRset:
+      if (Is2xx(r)) {
+        GoIdle(out);
+      } else {
+        close_reason_ = std::move(r);
+        have_close_reason_ = true;
+        DoQuit(out);
+      }
+      break;
+    case Stage::kQuit:
+      Close(have_close_reason_ ? close_reason_ : std::move(r), out);
+      return;
+    case Stage::kConnect:
+      break;
+  }
+  SyncTimer(out);
+}
+
+// Records the reply; with `out` == nullptr only records (session failing).
+void ClientFsm::OnTxnReply(const Command& c, Reply* r, FsmActions* out) {
+  switch (c.stage) {
+    case Stage::kMail: {
+      bool ok = Is2xx(*r);
+      result_.mail = std::move(*r);
+      if (out == nullptr || pipelining_) return;
+      if (ok) {
+        SendNextCommand(out);
+      } else {
+        FinishTxn(/*rset=*/false, out);
+      }
+      return;
+    }
+    case Stage::kRcpt: {
+      if (Is2xx(*r)) ++accepted_;
+      result_.rcpts[c.rcpt] = std::move(*r);
+      if (out == nullptr || pipelining_) return;
+      bool last_rcpt = c.rcpt + 1 == static_cast<int>(txn_.rcpts.size());
+      if (!last_rcpt || accepted_ > 0) {
+        SendNextCommand(out);  // next RCPT, or DATA
+      } else {
+        FinishTxn(/*rset=*/true, out);
+      }
+      return;
+    }
+    case Stage::kData: {
+      bool go = r->code == 354;
+      result_.data = std::move(*r);
+      if (out == nullptr) return;
+      if (go) {
+        SendBody(out);
+      } else {
+        FinishTxn(/*rset=*/Is2xx(result_.mail), out);
+      }
+      return;
+    }
+    case Stage::kDataEnd:
+      result_.data_end = std::move(*r);
+      if (out != nullptr) FinishTxn(/*rset=*/false, out);
+      return;
+    default:
+      return;
+  }
+}
+
+void ClientFsm::SendBody(FsmActions* out) {
+  Push(Stage::kDataEnd);
+  ++sent_;
+  last_stage_ = Stage::kDataEnd;
+  FsmAction a;
+  a.type = FsmAction::Type::kWrite;
+  if (Is2xx(result_.mail) && accepted_ > 0) {
+    a.body = std::move(txn_.data);
+    a.tail = (a.body.empty() || absl::EndsWith(a.body, "\r\n")) ? kDotCrlf
+                                                                 : kCrlfDotCrlf;
+  } else {
+    // DATA got 354 although no recipient is valid (pipelined): end the data
+    // at once with an empty message, as Postfix does. The transaction fails.
+    a.tail = kDotCrlf;
+  }
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::FinishTxn(bool rset, FsmActions* out) {
+  in_txn_ = false;
+  table_.resize(sent_);  // drop commands never sent (MAIL or RCPTs failed)
+  ++transactions_;
+  FsmAction a;
+  a.type = FsmAction::Type::kTransactionDone;
+  a.result = std::move(result_);
+  result_ = TransactionResult();
+  txn_ = Transaction();
+  out->push_back(std::move(a));
+  if (rset) {
+    SendCommandNow(Stage::kRset, out);
+  } else {
+    GoIdle(out);
+  }
+}
+
+void ClientFsm::GoIdle(FsmActions* out) {
+  phase_ = Phase::kIdle;
+  if (quit_requested_) {
+    DoQuit(out);
+    return;
+  }
+  FsmAction a;
+  a.type = FsmAction::Type::kReady;
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::DoQuit(FsmActions* out) {
+  phase_ = Phase::kQuitting;
+  SendCommandNow(Stage::kQuit, out);
+  SyncTimer(out);
+}
+
+void ClientFsm::Send(Transaction txn, FsmActions* out) {
+  if (phase_ != Phase::kIdle || txn.rcpts.empty()) {
+    FsmAction a;
+    a.type = FsmAction::Type::kTransactionDone;
+    Reply r = Synthetic(Stage::kMail, txn.rcpts.empty()
+                                          ? "transaction has no recipients"
+                                          : "session not idle");
+    a.result.mail = r;
+    a.result.rcpts.assign(txn.rcpts.size(), r);
+    out->push_back(std::move(a));
+    return;
+  }
+  phase_ = Phase::kBusy;
+  in_txn_ = true;
+  txn_ = std::move(txn);
+  accepted_ = 0;
+  const int n = static_cast<int>(txn_.rcpts.size());
+  result_ = TransactionResult();
+  result_.mail = Synthetic(Stage::kMail, "");
+  result_.rcpts.assign(n, Synthetic(Stage::kRcpt, ""));
+  result_.data = Synthetic(Stage::kData, "");
+  result_.data_end = Synthetic(Stage::kDataEnd, "");
+
+  Push(Stage::kMail);
+  for (int i = 0; i < n; ++i) Push(Stage::kRcpt, i);
+  Push(Stage::kData);
+  pipelining_ = ext_.pipelining && options_.use_pipelining;
+  if (pipelining_) {
+    FsmAction a;
+    a.type = FsmAction::Type::kWrite;
+    a.bytes.reserve(64 + 48 * n);
+    while (sent_ < table_.size()) AppendCommand(table_[sent_++], &a.bytes);
+    last_stage_ = Stage::kData;
+    out->push_back(std::move(a));
+  } else {
+    SendNextCommand(out);
+  }
+  SyncTimer(out);
+}
+
+void ClientFsm::Quit(FsmActions* out) {
+  switch (phase_) {
+    case Phase::kIdle:
+      DoQuit(out);
+      break;
+    case Phase::kNew:
+      Close(Synthetic(Stage::kConnect, "quit before connect"), out);
+      break;
+    case Phase::kHandshake:
+    case Phase::kBusy:
+      quit_requested_ = true;
+      break;
+    case Phase::kQuitting:
+    case Phase::kClosed:
+      break;
+  }
+}
+
+void ClientFsm::Abort(absl::string_view why, FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  FailSession(Synthetic(CurrentStage(), why), out);
+}
+
+void ClientFsm::OnTimeout(FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  armed_seq_ = 0;
+  Stage s = CurrentStage();
+  FailSession(Synthetic(s, absl::StrCat("timeout waiting for ", StageName(s),
+                                        " reply")),
+              out);
+}
+
+void ClientFsm::OnConnectionClosed(absl::string_view why, FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  Stage s = CurrentStage();
+  FailSession(Synthetic(s, absl::StrCat("connection closed in ", StageName(s),
+                                        ": ", why)),
+              out);
+}
+
+void ClientFsm::FailSession(Reply reason, FsmActions* out) {
+  if (in_txn_) {
+    in_txn_ = false;
+    // Every field no server reply filled becomes a transient failure.
+    Reply fill = reason;
+    fill.synthetic = true;
+    if (fill.code != 421) fill.code = 0;
+    auto patch = [&](Reply* r) {
+      if (!Unset(*r)) return;
+      Stage stage = r->stage;
+      *r = fill;
+      r->stage = stage;
+    };
+    patch(&result_.mail);
+    for (Reply& r : result_.rcpts) patch(&r);
+    patch(&result_.data);
+    patch(&result_.data_end);
+    FsmAction a;
+    a.type = FsmAction::Type::kTransactionDone;
+    a.result = std::move(result_);
+    result_ = TransactionResult();
+    txn_ = Transaction();
+    out->push_back(std::move(a));
+  }
+  if (phase_ == Phase::kQuitting && have_close_reason_) {
+    Close(close_reason_, out);
+  } else {
+    Close(std::move(reason), out);
+  }
+}
+
+void ClientFsm::Close(Reply reason, FsmActions* out) {
+  phase_ = Phase::kClosed;
+  if (armed_seq_ != 0) {
+    armed_seq_ = 0;
+    FsmAction t;
+    t.type = FsmAction::Type::kStopTimer;
+    out->push_back(std::move(t));
+  }
+  FsmAction a;
+  a.type = FsmAction::Type::kClose;
+  a.reply = std::move(reason);
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::ParseExtensions(absl::string_view text) {
+  ext_ = Extensions();
+  bool first = true;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    absl::string_view line = text.substr(0, nl);
+    text = nl == absl::string_view::npos ? absl::string_view()
+                                         : text.substr(nl + 1);
+    if (first) {  // the server's name and greeting
+      first = false;
+      continue;
+    }
+    absl::string_view word = line.substr(0, line.find(' '));
+    absl::string_view arg =
+        word.size() < line.size() ? line.substr(word.size() + 1) : "";
+    if (absl::EqualsIgnoreCase(word, "PIPELINING")) {
+      ext_.pipelining = true;
+    } else if (absl::EqualsIgnoreCase(word, "8BITMIME")) {
+      ext_.eight_bit_mime = true;
+    } else if (absl::EqualsIgnoreCase(word, "SMTPUTF8")) {
+      ext_.smtputf8 = true;
+    } else if (absl::EqualsIgnoreCase(word, "CHUNKING")) {
+      ext_.chunking = true;
+    } else if (absl::EqualsIgnoreCase(word, "ENHANCEDSTATUSCODES")) {
+      ext_.enhanced_status_codes = true;
+    } else if (absl::EqualsIgnoreCase(word, "STARTTLS")) {
+      ext_.starttls = true;
+    } else if (absl::EqualsIgnoreCase(word, "SIZE")) {
+      int64_t n = 0;
+      ext_.size = absl::SimpleAtoi(absl::StripAsciiWhitespace(arg), &n) && n > 0
+                      ? n
+                      : 0;
+    }
+  }
+  parser_.set_enhanced_status_codes(ext_.enhanced_status_codes);
+}
+
+}  // namespace salvo::smtp
