@@ -147,10 +147,11 @@ void BM_ScanDueLease(benchmark::State& state) {
 BENCHMARK(BM_ScanDueLease)->UseRealTime();
 
 // Leases kBatch entries (untimed), then times building the final or deferred
-// batch and its durable commit.
+// batch and its commit (durable or not).
 template <bool kDefer>
 void BM_StateCommit(benchmark::State& state) {
-  TempStore store(true);
+  const bool durable = state.range(0) != 0;
+  TempStore store(durable);
   std::vector<QueueEntry> leased;
   std::string cursor;
   Outcome outcome;
@@ -180,13 +181,23 @@ void BM_StateCommit(benchmark::State& state) {
         b.Delivered(e.key, e.rec, outcome);
       }
     }
-    if (!store->CommitNow(std::move(b), true).ok()) std::abort();
+    if (!store->CommitNow(std::move(b), durable).ok()) std::abort();
     allocs += g_allocs.load() - before;
   }
   ReportAllocs(state, allocs);
 }
-BENCHMARK(BM_StateCommit<false>)->Name("BM_DeliveredCommit")->UseRealTime();
-BENCHMARK(BM_StateCommit<true>)->Name("BM_DeferCommit")->UseRealTime();
+BENCHMARK(BM_StateCommit<false>)
+    ->Name("BM_DeliveredCommit")
+    ->ArgName("durable")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime();
+BENCHMARK(BM_StateCommit<true>)
+    ->Name("BM_DeferCommit")
+    ->ArgName("durable")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime();
 
 // Group commit under concurrency: 8 submitters, durable batches of 10.
 void BM_EnqueueDurableConcurrent(benchmark::State& state) {

@@ -151,23 +151,22 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
 
 namespace {
 
-// Writes `o` under 'O' with `state`, filling content id and address from the
-// recipient when the caller left them empty.
+// Writes `o` under 'O' with `state`, and the recipient's content id and (when
+// the caller left it empty) address. The fix-ups are serialized after `o`
+// (protobuf merges concatenated messages, last scalar wins), so `o` is never
+// copied and the thread's scratch objects keep their capacity.
 void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
                 const Recipient& rec, const Outcome& o,
                 Outcome::State state) {
-  char kbuf[17];
+  thread_local Outcome patch;
+  patch.Clear();
+  patch.set_state(state);
+  patch.set_content_id(rec.content_id());
+  if (o.address().empty()) patch.set_address(rec.address());
   std::string& value = Scratch();
-  if (o.state() == state && o.content_id() == rec.content_id() &&
-      !o.address().empty()) {
-    o.SerializeToString(&value);
-  } else {
-    Outcome copy = o;
-    copy.set_state(state);
-    copy.set_content_id(rec.content_id());
-    if (copy.address().empty()) copy.set_address(rec.address());
-    copy.SerializeToString(&value);
-  }
+  o.SerializeToString(&value);
+  patch.AppendToString(&value);
+  char kbuf[17];
   batch->Put(OutcomeKeySlice(rec.content_id(), key.id, kbuf), value);
 }
 
@@ -207,7 +206,8 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
                            int64_t new_due_ms, const Outcome& o) {
   QueueKey next = key;
   next.due_ms = new_due_ms;
-  Recipient moved = rec;
+  thread_local Recipient moved;  // reused: CopyFrom keeps capacity
+  moved.CopyFrom(rec);
   moved.set_attempts(rec.attempts() + 1);
   moved.set_last_reply(o.reply());
   moved.set_last_host(o.remote_host());
