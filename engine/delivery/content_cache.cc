@@ -1,0 +1,40 @@
+// Shared content cache and in-flight table (see content_cache.h).
+#include "engine/delivery/content_cache.h"
+
+#include <utility>
+
+namespace salvo::delivery {
+
+absl::StatusOr<std::shared_ptr<const CachedContent>> ContentCache::Get(
+    uint64_t id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = map_.find(id);
+    if (it != map_.end()) return it->second;
+  }
+  absl::StatusOr<storage::Content> content = store_->GetContent(id);
+  if (!content.ok()) return content.status();
+  auto entry = std::make_shared<CachedContent>();
+  entry->content = *std::move(content);
+  auto compiled = render::CompiledContent::Compile(entry->content);
+  if (!compiled.ok()) return compiled.status();
+  entry->compiled = *std::move(compiled);
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = map_.emplace(id, std::move(entry));
+  return it->second;
+}
+
+void InFlightTable::Add(uint64_t content_id, int64_t delta) {
+  absl::MutexLock lock(&mu_);
+  int64_t& v = map_[content_id];
+  v += delta;
+  if (v == 0) map_.erase(content_id);
+}
+
+int64_t InFlightTable::Get(uint64_t content_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = map_.find(content_id);
+  return it == map_.end() ? 0 : it->second;
+}
+
+}  // namespace salvo::delivery

@@ -1,0 +1,586 @@
+// Per-loop delivery (see delivery_core.h).
+#include "engine/delivery/delivery_core.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "storage/key_codec.h"
+
+namespace salvo::delivery {
+
+namespace {
+
+constexpr size_t kScanBatch = 512;
+constexpr size_t kFlushAt = 256;
+
+const char* const kResultNames[] = {"delivered", "bounced", "expired",
+                                    "deferred", "requeued"};
+
+smtp::Reply LocalReply(int code, absl::string_view enhanced,
+                       absl::string_view text) {
+  smtp::Reply r;
+  r.code = code;
+  r.enhanced = std::string(enhanced);
+  r.text = std::string(text);
+  r.synthetic = true;
+  return r;
+}
+
+// "127.0.0.1:25" / "[::1]:25": the pool key (connections are limited per
+// address, whatever MX name led there).
+std::string AddressKey(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    return absl::StrCat(buf, ":", ntohs(a->sin_port));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+  inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+  return absl::StrCat("[", buf, "]:", ntohs(a->sin6_port));
+}
+
+absl::string_view DomainOf(absl::string_view address) {
+  size_t at = address.rfind('@');
+  return at == absl::string_view::npos ? address : address.substr(at + 1);
+}
+
+}  // namespace
+
+struct DeliveryCore::Destination {
+  std::string domain;
+  std::deque<Job> transactional;
+  std::deque<Job> bulk;
+  enum class MxState { kNone, kResolving, kReady } mx_state = MxState::kNone;
+  dns::MxResult mx;
+  PoolState* pool = nullptr;  // the endpoint currently used
+  bool on_pool_queue = false;
+  std::array<metrics::Counter*, 5> results{};
+
+  size_t size() const { return transactional.size() + bulk.size(); }
+  bool empty() const { return transactional.empty() && bulk.empty(); }
+  Job Pop() {
+    // Transactional mail never waits behind a bulk campaign.
+    std::deque<Job>& q = transactional.empty() ? bulk : transactional;
+    Job j = std::move(q.front());
+    q.pop_front();
+    return j;
+  }
+};
+
+DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
+                           storage::QueueStore* store, ContentCache* contents,
+                           InFlightTable* in_flight, metrics::Registry* metrics,
+                           const core::Clock& clock, uint64_t seed)
+    : loop_(loop),
+      options_(options),
+      store_(store),
+      contents_(contents),
+      in_flight_table_(in_flight),
+      clock_(clock),
+      retry_(options.retry, seed),
+      tick_timer_(loop),
+      wake_timer_(loop),
+      flush_timer_(loop),
+      grace_timer_(loop),
+      metrics_(metrics) {
+  cursors_.resize(options_.shards.size());
+  for (size_t i = 0; i < options_.shards.size(); ++i) {
+    shard_index_[options_.shards[i]] = i;
+  }
+  std::string loop_label = absl::StrCat(loop.index());
+  in_flight_gauge_ = metrics_->GetGauge(
+      "salvo_in_flight", "Recipients leased into memory for delivery.",
+      {{"loop", loop_label}});
+  connections_gauge_ = metrics_->GetGauge(
+      "salvo_smtp_connections", "Open outbound SMTP connections.",
+      {{"loop", loop_label}});
+  latency_ = metrics_->GetHistogram(
+      "salvo_delivery_latency_seconds",
+      "Time from acceptance to the final 2xx reply.",
+      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
+       14400, 86400});
+}
+
+DeliveryCore::~DeliveryCore() {
+  // Shutdown() normally ran; if not, abort what is left without callbacks
+  // reaching a half-destroyed object.
+  shutting_down_ = true;
+  pools_.clear();
+  if (resolver_) resolver_->Shutdown();
+}
+
+void DeliveryCore::Start() {
+  resolver_ = dns::MxResolver::Create(loop_, options_.dns, clock_);
+  uint64_t ms = std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(options_.scan_interval));
+  tick_timer_.Start(ms, [this] { Scan(); }, ms);
+  ScheduleScan(0);
+}
+
+void DeliveryCore::ScheduleScan(uint64_t delay_ms) {
+  if (shutting_down_) return;
+  if (wake_timer_.armed()) return;
+  wake_timer_.Start(delay_ms, [this] { Scan(); });
+}
+
+void DeliveryCore::Wake(uint16_t shard, storage::Lane lane, int64_t due_ms) {
+  auto it = shard_index_.find(shard);
+  if (it == shard_index_.end()) return;
+  std::string& cursor = cursors_[it->second][static_cast<int>(lane)];
+  storage::QueueKey at;
+  if (!cursor.empty() && storage::DecodeQueueKey(cursor, &at) &&
+      due_ms <= at.due_ms) {
+    // Entries committed behind the cursor: step back. Ids still leased are
+    // skipped by Admit.
+    cursor = storage::EncodeQueueKey(storage::QueueKey{shard, lane, due_ms, 0});
+  }
+  int64_t wait = due_ms - clock_.NowMillis();
+  ScheduleScan(wait > 0 ? static_cast<uint64_t>(wait) : 0);
+}
+
+void DeliveryCore::Scan() {
+  if (shutting_down_) return;
+  const int64_t now = clock_.NowMillis();
+  std::vector<Destination*> touched;
+  std::vector<storage::QueueEntry> entries;
+  scan_starved_ = false;
+  for (int lane = 0; lane < storage::kNumLanes && !scan_starved_; ++lane) {
+    for (size_t i = 0; i < options_.shards.size(); ++i) {
+      int budget = options_.max_in_flight - in_flight_;
+      if (budget <= 0) {
+        scan_starved_ = true;
+        break;
+      }
+      entries.clear();
+      absl::Status s = store_->ScanDue(
+          options_.shards[i], static_cast<storage::Lane>(lane), now,
+          std::min<size_t>(budget, kScanBatch), &cursors_[i][lane], &entries);
+      if (!s.ok()) {
+        std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
+                     options_.shards[i], s.ToString().c_str());
+        continue;
+      }
+      for (auto& e : entries) Admit(std::move(e), now, &touched);
+      if (entries.size() == kScanBatch) ScheduleScan(0);  // more is due
+    }
+  }
+  for (Destination* d : touched) Kick(d);
+  in_flight_gauge_->Set(in_flight_);
+}
+
+void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
+                         std::vector<Destination*>* touched) {
+  if (!leased_.insert(entry.key.id).second) return;  // already in memory
+  ++in_flight_;
+  in_flight_table_->Add(entry.rec.content_id(), 1);
+  Destination* d = GetDestination(DomainOf(entry.rec.address()));
+  Job job{entry.key, std::move(entry.rec)};
+  if (job.rec.expires_ms() > 0 && now_ms >= job.rec.expires_ms()) {
+    storage::Outcome o;
+    o.set_at_ms(now_ms);
+    o.set_attempts(job.rec.attempts());
+    o.set_reply(job.rec.last_reply().empty()
+                    ? "local: expired in queue before any attempt"
+                    : job.rec.last_reply());
+    o.set_remote_host(job.rec.last_host());
+    Record(d, std::move(job), Final::kExpired, o, -1);
+    return;
+  }
+  if (static_cast<int>(d->size()) >= options_.max_ready_per_domain) {
+    // This destination has enough in memory: look again later, without
+    // counting an attempt.
+    int64_t due = now_ms + absl::ToInt64Milliseconds(options_.throttle_requeue);
+    Record(d, std::move(job), Final::kRequeued, storage::Outcome(), due);
+    return;
+  }
+  bool was_empty = d->empty();
+  if (job.key.lane == storage::Lane::kTransactional) {
+    d->transactional.push_back(std::move(job));
+  } else {
+    d->bulk.push_back(std::move(job));
+  }
+  if (was_empty) touched->push_back(d);
+}
+
+DeliveryCore::Destination* DeliveryCore::GetDestination(
+    absl::string_view domain) {
+  std::string key = absl::AsciiStrToLower(domain);
+  auto it = dests_.find(key);
+  if (it != dests_.end()) return it->second.get();
+  auto d = std::make_unique<Destination>();
+  d->domain = key;
+  for (int r = 0; r < 5; ++r) {
+    d->results[r] = metrics_->GetCounter(
+        "salvo_deliveries_total", "Delivery outcomes by destination domain.",
+        {{"domain", key}, {"result", kResultNames[r]}});
+  }
+  Destination* raw = d.get();
+  dests_.emplace(key, std::move(d));
+  return raw;
+}
+
+void DeliveryCore::Kick(Destination* d) {
+  if (shutting_down_ || d->empty()) return;
+  if (d->mx_state == Destination::MxState::kResolving) return;
+  if (d->mx_state == Destination::MxState::kReady &&
+      clock_.Now() >= d->mx.expires) {
+    d->mx_state = Destination::MxState::kNone;
+  }
+  if (d->mx_state == Destination::MxState::kNone) {
+    d->mx_state = Destination::MxState::kResolving;
+    resolver_->Resolve(d->domain,
+                       [this, d](const dns::MxResult& r) { OnMx(d, r); });
+    return;
+  }
+  if (d->pool == nullptr || d->pool->pool->down()) {
+    d->pool = ChoosePool(d);
+    if (d->pool == nullptr) {
+      smtp::Reply r = LocalReply(0, "4.4.1", "all MX hosts are unreachable");
+      FailAll(d, r, "");
+      return;
+    }
+  }
+  if (!d->on_pool_queue) {
+    d->pool->wanting.push_back(d);
+    d->on_pool_queue = true;
+  }
+  int waiting = 0;
+  for (Destination* w : d->pool->wanting) waiting += static_cast<int>(w->size());
+  d->pool->pool->Pump(waiting);
+}
+
+void DeliveryCore::OnMx(Destination* d, const dns::MxResult& r) {
+  if (shutting_down_) return;
+  switch (r.kind) {
+    case dns::MxResult::Kind::kOk:
+      d->mx = r;
+      d->mx_state = Destination::MxState::kReady;
+      d->pool = nullptr;
+      Kick(d);
+      return;
+    case dns::MxResult::Kind::kNullMx:
+      d->mx_state = Destination::MxState::kNone;
+      FailAll(d,
+              LocalReply(556, "5.1.10",
+                         absl::StrCat("domain ", d->domain,
+                                      " accepts no mail (null MX)")),
+              "");
+      return;
+    case dns::MxResult::Kind::kNoDomain:
+      d->mx_state = Destination::MxState::kNone;
+      FailAll(d,
+              LocalReply(550, "5.1.2",
+                         absl::StrCat("no MX or address for ", d->domain, ": ",
+                                      r.error)),
+              "");
+      return;
+    case dns::MxResult::Kind::kTempFail:
+      d->mx_state = Destination::MxState::kNone;
+      FailAll(d,
+              LocalReply(0, "4.4.3",
+                         absl::StrCat("DNS lookup for ", d->domain,
+                                      " failed: ", r.error)),
+              "");
+      return;
+  }
+}
+
+DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
+  for (const dns::MxHost& host : d->mx.hosts) {
+    for (const sockaddr_storage& addr : host.addrs) {
+      std::string key = AddressKey(addr);
+      auto it = pools_.find(key);
+      if (it == pools_.end()) {
+        smtp::Endpoint ep;
+        ep.addr = addr;
+        ep.host_name = host.name;
+        auto ps = std::make_unique<PoolState>();
+        ps->pool = std::make_unique<pool::ConnectionPool>(
+            loop_, options_.pool, ep, this, clock_);
+        ps->pool->on_open_change = [this](int delta) {
+          connections_gauge_->Add(delta);
+        };
+        pool_states_[ps->pool.get()] = ps.get();
+        it = pools_.emplace(key, std::move(ps)).first;
+      }
+      if (!it->second->pool->down()) return it->second.get();
+    }
+  }
+  return nullptr;
+}
+
+void DeliveryCore::FailAll(Destination* d, const smtp::Reply& reply,
+                           const std::string& host) {
+  while (!d->empty()) Finish(d, d->Pop(), reply, host);
+}
+
+bool DeliveryCore::TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) {
+  if (shutting_down_) return false;
+  auto sit = pool_states_.find(&pool);
+  if (sit == pool_states_.end()) return false;
+  PoolState* ps = sit->second;
+  while (!ps->wanting.empty()) {
+    Destination* d = ps->wanting.front();
+    ps->wanting.pop_front();
+    if (d->pool != ps || d->empty()) {
+      d->on_pool_queue = false;
+      continue;
+    }
+    Job job = d->Pop();
+    if (d->empty()) {
+      d->on_pool_queue = false;
+    } else {
+      ps->wanting.push_back(d);  // round robin between destinations
+    }
+    if (BuildWork(d, std::move(job), pool.endpoint().ToString(), work)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
+                             pool::PoolWork* work) {
+  auto content = contents_->Get(job.rec.content_id());
+  if (!content.ok()) {
+    bool gone = absl::IsNotFound(content.status());
+    smtp::Reply r = LocalReply(
+        gone ? 550 : 0, gone ? "5.3.0" : "4.3.0",
+        absl::StrCat("content unavailable: ", content.status().ToString()));
+    Finish(d, std::move(job), r, "");
+    return false;
+  }
+  const CachedContent& c = **content;
+  fields_scratch_.clear();
+  for (const auto& f : job.rec.fields()) {
+    fields_scratch_.emplace_back(f.name(), f.value());
+  }
+  std::string message_id =
+      absl::StrCat(storage::IdToHex(job.rec.content_id()), ".",
+                   storage::IdToHex(job.key.id), "@", options_.hostname);
+  render::RenderInput in;
+  in.rcpt = job.rec.address();
+  in.fields = fields_scratch_;
+  in.message_id = message_id;
+  in.date = clock_.Now();
+  std::string data;
+  absl::Status s = c.compiled->Render(in, &data);
+  if (!s.ok()) {
+    Finish(d, std::move(job),
+           LocalReply(550, "5.6.0", absl::StrCat("render failed: ", s.message())),
+           "");
+    return false;
+  }
+  work->txn.mail_from = c.content.envelope_from();
+  work->txn.rcpts = {job.rec.address()};
+  work->txn.data = std::move(data);
+  uint64_t id = job.key.id;
+  active_.emplace(id, std::make_pair(d, std::move(job)));
+  work->done = [this, id, host](const smtp::TransactionResult& result) {
+    OnResult(id, host, result.ForRecipient(0));
+  };
+  return true;
+}
+
+void DeliveryCore::OnResult(uint64_t job_id, const std::string& host,
+                            const smtp::Reply& reply) {
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  Destination* d = it->second.first;
+  Job job = std::move(it->second.second);
+  active_.erase(it);
+  if (shutting_down_ && !reply.IsPositive() && !reply.IsPermanent()) {
+    // Cut short by shutdown: the entry stays queued as it was.
+    --in_flight_;
+    leased_.erase(job.key.id);
+    in_flight_table_->Add(job.rec.content_id(), -1);
+    return;
+  }
+  Finish(d, std::move(job), reply, host);
+  if (!shutting_down_ && !d->empty()) Kick(d);
+}
+
+void DeliveryCore::Finish(Destination* d, Job&& job, const smtp::Reply& reply,
+                          const std::string& host) {
+  const int64_t now = clock_.NowMillis();
+  storage::Outcome o;
+  o.set_at_ms(now);
+  o.set_attempts(job.rec.attempts() + 1);
+  o.set_remote_host(host);
+  o.set_reply(reply.ToString());
+  o.set_address(job.rec.address());
+  o.set_content_id(job.rec.content_id());
+  if (reply.IsPositive()) {
+    latency_->Observe(static_cast<double>(now - job.rec.accepted_ms()) / 1000.0);
+    Record(d, std::move(job), Final::kDelivered, o, -1);
+  } else if (reply.IsPermanent()) {
+    Record(d, std::move(job), Final::kBounced, o, -1);
+  } else {
+    int64_t due = retry_.NextDueMs(job.rec.attempts() + 1, now,
+                                   job.rec.expires_ms());
+    if (due < 0) {
+      Record(d, std::move(job), Final::kExpired, o, -1);
+    } else {
+      Record(d, std::move(job), Final::kDeferred, o, due);
+    }
+  }
+}
+
+void DeliveryCore::Record(Destination* d, Job&& job, Final kind,
+                          const storage::Outcome& o, int64_t new_due_ms) {
+  storage::Outcome outcome = o;
+  switch (kind) {
+    case Final::kDelivered:
+      outcome.set_state(storage::Outcome::DELIVERED);
+      batch_.Delivered(job.key, job.rec, outcome);
+      break;
+    case Final::kBounced:
+      outcome.set_state(storage::Outcome::BOUNCED);
+      batch_.Bounced(job.key, job.rec, outcome);
+      break;
+    case Final::kExpired:
+      outcome.set_state(storage::Outcome::EXPIRED);
+      batch_.Expired(job.key, job.rec, outcome);
+      break;
+    case Final::kDeferred:
+      outcome.set_state(storage::Outcome::DEFERRED);
+      batch_.Defer(job.key, job.rec, new_due_ms, outcome);
+      break;
+    case Final::kRequeued:
+      batch_.Requeue(job.key, job.rec, new_due_ms);
+      break;
+  }
+  d->results[static_cast<int>(kind)]->Inc();
+  batch_items_.push_back(Pending{job.key.id, job.rec.content_id(),
+                                 job.key.shard, job.key.lane, new_due_ms});
+  if (batch_items_.size() >= kFlushAt) {
+    Flush();
+  } else if (!flush_timer_.armed()) {
+    flush_timer_.Start(5, [this] { Flush(); });
+  }
+}
+
+void DeliveryCore::Flush() {
+  flush_timer_.Stop();
+  if (batch_items_.empty()) return;
+  storage::StateBatch batch = std::move(batch_);
+  batch_ = storage::StateBatch();
+  auto items = std::make_shared<std::vector<Pending>>(std::move(batch_items_));
+  batch_items_.clear();
+  ++commits_outstanding_;
+  core::Loop* loop = &loop_;
+  // Outcomes need no fsync: losing one after a power cut means the
+  // recipient is tried again (at-least-once), never lost.
+  store_->Commit(std::move(batch), /*durable=*/false,
+                 [this, loop, items](absl::Status s) {
+                   loop->Post([this, items, s] {
+                     OnCommitted(std::move(*items), s);
+                   });
+                 });
+}
+
+void DeliveryCore::OnCommitted(std::vector<Pending> done, const absl::Status& s) {
+  --commits_outstanding_;
+  if (!s.ok()) {
+    std::fprintf(stderr,
+                 "salvo: committing %zu outcomes failed: %s (they stay queued "
+                 "and are retried after a restart)\n",
+                 done.size(), s.ToString().c_str());
+  }
+  absl::flat_hash_map<uint64_t, int64_t> per_content;
+  for (const Pending& p : done) {
+    leased_.erase(p.id);
+    --per_content[p.content_id];
+    if (p.new_due_ms >= 0 && s.ok()) Wake(p.shard, p.lane, p.new_due_ms);
+  }
+  for (const auto& [content, delta] : per_content) {
+    in_flight_table_->Add(content, delta);
+  }
+  in_flight_ -= static_cast<int>(done.size());
+  in_flight_gauge_->Set(in_flight_);
+  if (scan_starved_) ScheduleScan(0);
+  MaybeFinishShutdown();
+}
+
+void DeliveryCore::OnEndpointDown(pool::ConnectionPool& pool,
+                                  const smtp::Reply& why) {
+  auto sit = pool_states_.find(&pool);
+  if (sit == pool_states_.end()) return;
+  PoolState* ps = sit->second;
+  std::deque<Destination*> wanting;
+  wanting.swap(ps->wanting);
+  for (Destination* d : wanting) d->on_pool_queue = false;
+  for (Destination* d : wanting) {
+    if (d->pool != ps) continue;
+    d->pool = nullptr;
+    // The next MX, or a deferral of everything when none is left.
+    PoolState* next = ChoosePool(d);
+    if (next == nullptr) {
+      smtp::Reply r = why;
+      if (r.code == 0 && r.text.empty()) r.text = "connection failed";
+      FailAll(d, r, pool.endpoint().ToString());
+    } else {
+      Kick(d);
+    }
+  }
+}
+
+void DeliveryCore::Shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  tick_timer_.Stop();
+  wake_timer_.Stop();
+  // Recipients waiting in memory stay queued in storage as they are.
+  for (auto& [name, d] : dests_) {
+    for (std::deque<Job>* q : {&d->transactional, &d->bulk}) {
+      for (Job& j : *q) {
+        leased_.erase(j.key.id);
+        in_flight_table_->Add(j.rec.content_id(), -1);
+        --in_flight_;
+      }
+      q->clear();
+    }
+  }
+  pools_draining_ = static_cast<int>(pools_.size());
+  for (auto& [key, ps] : pools_) {
+    ps->pool->Drain([this] {
+      --pools_draining_;
+      MaybeFinishShutdown();
+    });
+  }
+  grace_timer_.Start(absl::ToInt64Milliseconds(options_.shutdown_grace), [this] {
+    for (auto& [key, ps] : pools_) ps->pool->AbortAll();
+  });
+  MaybeFinishShutdown();
+}
+
+void DeliveryCore::MaybeFinishShutdown() {
+  if (!shutting_down_ || !shutdown_done_ || finishing_) return;
+  if (pools_draining_ > 0) return;
+  if (!batch_items_.empty()) Flush();
+  if (commits_outstanding_ > 0) return;
+  // We may be inside a pool's callback: tear down on the next iteration.
+  finishing_ = true;
+  loop_.Post([this] {
+    grace_timer_.Stop();
+    flush_timer_.Stop();
+    pools_.clear();
+    pool_states_.clear();
+    if (resolver_) {
+      resolver_->Shutdown();
+      resolver_.reset();
+    }
+    in_flight_gauge_->Set(in_flight_);
+    auto done = std::move(shutdown_done_);
+    shutdown_done_ = nullptr;
+    done();
+  });
+}
+
+}  // namespace salvo::delivery

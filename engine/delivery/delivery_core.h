@@ -1,0 +1,159 @@
+// The delivery side of one loop: leases due recipients from the shards this
+// loop owns, groups them into per-destination ready queues, resolves MX,
+// hands work to per-endpoint connection pools, and records each outcome.
+//
+// In:  queue entries from storage (ScanDue), Wake() after new submissions.
+// Out: SMTP transactions; StateBatch writes (delivered, deferred, bounced,
+//      expired, requeued), metrics.
+// Loop thread only, except that it is created and destroyed by its owner.
+//
+// A leased recipient stays in RocksDB under its key until its outcome is
+// committed; leased_ keeps the ids in memory so a rescan never leases one
+// twice. Whatever is in memory when the process dies is simply leased again
+// after a restart (at-least-once).
+#ifndef SALVO_ENGINE_DELIVERY_DELIVERY_CORE_H_
+#define SALVO_ENGINE_DELIVERY_DELIVERY_CORE_H_
+
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "engine/core/clock.h"
+#include "engine/core/loop.h"
+#include "engine/delivery/content_cache.h"
+#include "engine/dns/mx_resolver.h"
+#include "engine/metrics/registry.h"
+#include "engine/pool/connection_pool.h"
+#include "engine/sched/retry_schedule.h"
+#include "storage/queue_store.h"
+
+namespace salvo::delivery {
+
+class DeliveryCore : public pool::PoolDelegate {
+ public:
+  struct Options {
+    std::vector<uint16_t> shards;  // the shards this loop owns
+    int max_in_flight = 20000;
+    int max_ready_per_domain = 5000;
+    std::string hostname = "localhost";  // Message-ID right-hand side
+    pool::ConnectionPool::Options pool;
+    sched::RetrySchedule::Options retry;
+    dns::MxResolver::Options dns;
+    absl::Duration scan_interval = absl::Milliseconds(100);
+    absl::Duration throttle_requeue = absl::Seconds(5);
+    absl::Duration shutdown_grace = absl::Seconds(10);
+  };
+
+  DeliveryCore(core::Loop& loop, const Options& options,
+               storage::QueueStore* store, ContentCache* contents,
+               InFlightTable* in_flight, metrics::Registry* metrics,
+               const core::Clock& clock, uint64_t seed);
+  ~DeliveryCore() override;
+
+  void Start();
+  // New entries in (shard, lane) due at `due_ms` or later.
+  void Wake(uint16_t shard, storage::Lane lane, int64_t due_ms);
+  // Stops leasing, lets transactions in flight finish (up to
+  // shutdown_grace), commits their outcomes, closes every handle, then
+  // calls `done`.
+  void Shutdown(std::function<void()> done);
+
+  int in_flight() const { return in_flight_; }
+
+  // PoolDelegate.
+  bool TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) override;
+  void OnEndpointDown(pool::ConnectionPool& pool,
+                      const smtp::Reply& why) override;
+
+ private:
+  struct Job {
+    storage::QueueKey key;
+    storage::Recipient rec;
+  };
+  struct Destination;
+  struct PoolState {
+    std::unique_ptr<pool::ConnectionPool> pool;
+    std::deque<Destination*> wanting;  // destinations with work, round robin
+  };
+  enum class Final { kDelivered, kBounced, kExpired, kDeferred, kRequeued };
+  struct Pending {  // an outcome in the batch being committed
+    uint64_t id;
+    uint64_t content_id;
+    uint16_t shard;
+    storage::Lane lane;
+    int64_t new_due_ms;  // for kDeferred / kRequeued, else -1
+  };
+
+  void Scan();
+  void ScheduleScan(uint64_t delay_ms);
+  void Admit(storage::QueueEntry&& entry, int64_t now_ms,
+             std::vector<Destination*>* touched);
+  Destination* GetDestination(absl::string_view domain);
+  void Kick(Destination* d);
+  void OnMx(Destination* d, const dns::MxResult& r);
+  PoolState* ChoosePool(Destination* d);
+  void FailAll(Destination* d, const smtp::Reply& reply,
+               const std::string& host);
+  bool BuildWork(Destination* d, Job job, const std::string& host,
+                 pool::PoolWork* work);
+  void OnResult(uint64_t job_id, const std::string& host,
+                const smtp::Reply& reply);
+  void Finish(Destination* d, Job&& job, const smtp::Reply& reply,
+              const std::string& host);
+  void Record(Destination* d, Job&& job, Final kind,
+              const storage::Outcome& o, int64_t new_due_ms);
+  void Flush();
+  void OnCommitted(std::vector<Pending> done, const absl::Status& s);
+  void MaybeFinishShutdown();
+
+  core::Loop& loop_;
+  const Options options_;
+  storage::QueueStore* const store_;
+  ContentCache* const contents_;
+  InFlightTable* const in_flight_table_;
+  const core::Clock& clock_;
+  sched::RetrySchedule retry_;
+  std::unique_ptr<dns::MxResolver> resolver_;
+
+  // Cursor per (owned shard index, lane).
+  std::vector<std::array<std::string, storage::kNumLanes>> cursors_;
+  absl::flat_hash_map<uint16_t, size_t> shard_index_;
+  absl::flat_hash_set<uint64_t> leased_;
+  int in_flight_ = 0;
+  bool scan_starved_ = false;  // the last scan stopped at the budget
+
+  absl::flat_hash_map<std::string, std::unique_ptr<Destination>> dests_;
+  absl::flat_hash_map<std::string, std::unique_ptr<PoolState>> pools_;
+  absl::flat_hash_map<const pool::ConnectionPool*, PoolState*> pool_states_;
+  absl::flat_hash_map<uint64_t, std::pair<Destination*, Job>> active_;
+
+  storage::StateBatch batch_;
+  std::vector<Pending> batch_items_;
+  int commits_outstanding_ = 0;
+
+  core::Timer tick_timer_;
+  core::Timer wake_timer_;
+  core::Timer flush_timer_;
+  core::Timer grace_timer_;
+  std::string render_buf_;
+  std::vector<render::MergeField> fields_scratch_;
+
+  bool shutting_down_ = false;
+  bool finishing_ = false;
+  int pools_draining_ = 0;
+  std::function<void()> shutdown_done_;
+
+  metrics::Registry* const metrics_;
+  metrics::Gauge* in_flight_gauge_;
+  metrics::Gauge* connections_gauge_;
+  metrics::Histogram* latency_;
+};
+
+}  // namespace salvo::delivery
+
+#endif  // SALVO_ENGINE_DELIVERY_DELIVERY_CORE_H_

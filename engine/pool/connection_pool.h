@@ -1,0 +1,108 @@
+// Outbound SMTP connections to one MX endpoint (address:port), owned by one
+// loop. A session's state decides which list owns it: connecting_, idle_,
+// busy_ or draining_; a state change is a move between lists. The pool pulls
+// work from its Delegate when a session is free, so a message is rendered
+// only when a connection is ready to send it. Loop thread only.
+#ifndef SALVO_ENGINE_POOL_CONNECTION_POOL_H_
+#define SALVO_ENGINE_POOL_CONNECTION_POOL_H_
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "engine/core/clock.h"
+#include "engine/core/loop.h"
+#include "engine/smtp/session.h"
+
+namespace salvo::pool {
+
+class ConnectionPool;
+
+// One transaction to run, and what to do with its result.
+struct PoolWork {
+  smtp::Transaction txn;
+  std::function<void(const smtp::TransactionResult&)> done;
+};
+
+class PoolDelegate {
+ public:
+  virtual ~PoolDelegate() = default;
+  // Fills `work` with the next transaction for `pool`; false if none waits.
+  virtual bool TakeWork(ConnectionPool& pool, PoolWork* work) = 0;
+  // A connection could not be set up (connect, greeting or EHLO failed) and
+  // the endpoint is now marked down until pool.down_until().
+  virtual void OnEndpointDown(ConnectionPool& pool, const smtp::Reply& why) = 0;
+};
+
+class ConnectionPool {
+ public:
+  struct Options {
+    int max_connections = 16;
+    int max_messages_per_connection = 1000;
+    absl::Duration idle_timeout = absl::Seconds(5);
+    absl::Duration down_time = absl::Seconds(60);  // after a failed connect
+    smtp::SessionOptions session;
+  };
+
+  ConnectionPool(core::Loop& loop, const Options& options,
+                 const smtp::Endpoint& endpoint, PoolDelegate* delegate,
+                 const core::Clock& clock);
+  ~ConnectionPool();  // Aborts whatever is still open.
+
+  // There are `waiting` jobs for this endpoint: hand them to idle sessions
+  // and open new sessions, up to the limit.
+  void Pump(int waiting);
+  // Quits idle sessions, lets busy ones finish their transaction, then
+  // calls `done` once every session has closed.
+  void Drain(std::function<void()> done);
+  // Aborts every session (transactions in flight complete as transient).
+  void AbortAll();
+
+  bool down() const { return clock_.Now() < down_until_; }
+  absl::Time down_until() const { return down_until_; }
+  const smtp::Endpoint& endpoint() const { return endpoint_; }
+  const std::string& key() const { return key_; }
+  int open() const;
+  int busy() const { return static_cast<int>(busy_.size()); }
+  int connecting() const { return static_cast<int>(connecting_.size()); }
+
+  // Bumped on every open/close; the engine exports it as a gauge.
+  std::function<void(int delta)> on_open_change;
+
+ private:
+  using List = std::list<std::unique_ptr<smtp::Session>>;
+  struct Where {
+    List* list;
+    List::iterator it;
+    absl::Time idle_since;
+    bool ever_ready = false;
+  };
+
+  void OpenSession();
+  void OnReady(smtp::Session* s);
+  void OnClosed(smtp::Session* s, const smtp::Reply& why);
+  void MoveTo(smtp::Session* s, List* to);
+  bool Dispatch(smtp::Session* s);
+  void SweepIdle();
+  void MaybeFinishDrain();
+
+  core::Loop& loop_;
+  const Options options_;
+  const smtp::Endpoint endpoint_;
+  const std::string key_;
+  PoolDelegate* const delegate_;
+  const core::Clock& clock_;
+  List connecting_, idle_, busy_, draining_;
+  absl::flat_hash_map<smtp::Session*, Where> where_;
+  absl::Time down_until_ = absl::InfinitePast();
+  core::Timer sweep_timer_;
+  std::function<void()> drain_done_;
+  bool draining_all_ = false;
+};
+
+}  // namespace salvo::pool
+
+#endif  // SALVO_ENGINE_POOL_CONNECTION_POOL_H_
