@@ -1,0 +1,34 @@
+# Two set-up commands for a fresh Debian machine:
+#   make demo   install what is missing, build, run a 100,000-recipient campaign
+#   make test   install what is missing, build, run every test
+BAZEL ?= bazel
+PY := /usr/bin/python3
+
+.PHONY: deps build test demo bench bench-micro fuzz clean
+
+deps:
+	@deploy/install-deps.sh
+
+build: deps
+	$(BAZEL) build //...
+
+test: deps
+	@rc=0; $(BAZEL) test //... || rc=$$?; \
+	$(PY) tests/summarize.py bazel-testlogs; exit $$rc
+
+demo: deps
+	$(BAZEL) build //engine:salvo
+	$(PY) deploy/demo.py
+
+# End-to-end benchmark: N personalized 5 KB messages over D domains.
+bench: deps
+	$(BAZEL) build //engine:salvo
+	$(PY) bench/e2e_bench.py --recipients $${N:-100000} --domains $${D:-50}
+
+bench-micro: deps
+	$(BAZEL) run //bench:queue_bench
+	$(BAZEL) run //bench:render_bench
+	$(BAZEL) run //bench:reply_parser_bench
+
+clean:
+	$(BAZEL) clean
