@@ -1,0 +1,1 @@
+"""Python helpers for Salvo integration tests (peers.py, procs.py)."""
