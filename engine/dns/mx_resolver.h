@@ -60,8 +60,19 @@ class MxResolver {
     absl::Duration temp_fail_ttl = absl::Seconds(30);
     absl::Duration query_timeout = absl::Seconds(5);
     int tries = 2;
+    // Seed for shuffling hosts of equal preference; 0: seeded from entropy.
+    uint64_t shuffle_seed = 0;
   };
 
+  // Counters since Create (loop thread).
+  struct Stats {
+    uint64_t mx_queries = 0;       // MX queries sent
+    uint64_t address_queries = 0;  // A and AAAA queries sent
+    uint64_t cache_hits = 0;
+    uint64_t joined = 0;  // lookups that joined a query already in flight
+  };
+
+  // nullptr if c-ares cannot be set up or `servers` does not parse.
   static std::unique_ptr<MxResolver> Create(core::Loop& loop,
                                             const Options& options,
                                             const core::Clock& clock);
@@ -73,7 +84,11 @@ class MxResolver {
                        std::function<void(const MxResult&)> done) = 0;
   // Fails pending lookups (kTempFail) and closes every handle. The resolver
   // must be shut down before its loop stops.
+  // May be called from inside `done`; then c-ares is torn down as soon as
+  // it returns. Do not destroy the resolver from inside `done`.
   virtual void Shutdown() = 0;
+
+  virtual Stats stats() const { return Stats(); }
 };
 
 }  // namespace salvo::dns
