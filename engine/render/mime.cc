@@ -181,19 +181,34 @@ void QpWriter::Write(absl::string_view text) {
   size_t i = 0;
   while (i < n) {
     const unsigned char c = p[i];
-    if (kQpSafe[c] && held_ws_ == 0 && col_ != 0 && col_ < kQpMaxText) {
-      // Fast path: a run of literal octets in the middle of a line.
+    if (held_ws_ == 0 && col_ != 0 && col_ < kQpMaxText) {
+      // Fast path: literal octets in the middle of a line, and single spaces
+      // followed by one (a space is only encoded before a line break).
       const size_t room = kQpMaxText - col_;
       Reserve(room);
       const size_t end = std::min(n, i + room);
       size_t j = i;
       char* dst = buf_ + n_;
-      while (j < end && kQpSafe[p[j]]) *dst++ = static_cast<char>(p[j++]);
-      n_ += j - i;
-      col_ += j - i;
-      i = j;
-      after_cr_ = false;
-      continue;
+      while (j < end) {
+        const unsigned char d = p[j];
+        if (kQpSafe[d]) {
+          *dst++ = static_cast<char>(d);
+          ++j;
+        } else if (d == ' ' && j + 1 < end && kQpSafe[p[j + 1]]) {
+          *dst++ = ' ';
+          *dst++ = static_cast<char>(p[j + 1]);
+          j += 2;
+        } else {
+          break;
+        }
+      }
+      if (j > i) {
+        n_ += j - i;
+        col_ += j - i;
+        i = j;
+        after_cr_ = false;
+        continue;
+      }
     }
     ++i;
     if (c == '\n') {
