@@ -30,7 +30,8 @@ void EncodeQueueKey(const QueueKey& key, std::string* out);
 std::string EncodeQueueKey(const QueueKey& key);
 // False if `bytes` is not a queue key.
 [[nodiscard]] bool DecodeQueueKey(absl::string_view bytes, QueueKey* key);
-// First key of (shard, lane) and the first key after it.
+// The 4-byte prefix of (shard, lane): every key of the lane starts with it and
+// sorts after it; the lane ends before the prefix with its last byte + 1.
 std::string QueueLanePrefix(uint16_t shard, Lane lane);
 
 std::string ContentKey(uint64_t content_id);
