@@ -212,14 +212,22 @@ class CaresMxResolver final : public MxResolver {
     opts.flags = ARES_FLAG_NOSEARCH;
     const int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS |
                      ARES_OPT_TRIES | ARES_OPT_FLAGS;
-    if (ares_init_options(&channel_, &opts, mask) != ARES_SUCCESS) {
+    if (int rc = ares_init_options(&channel_, &opts, mask);
+        rc != ARES_SUCCESS) {
       channel_ = nullptr;
+      init_error_ = absl::StrCat("c-ares init: ", ares_strerror(rc));
       return false;
     }
-    if (!options_.servers.empty() &&
-        ares_set_servers_ports_csv(channel_, options_.servers.c_str()) !=
-            ARES_SUCCESS) {
-      return false;  // the destructor tears the channel down
+    if (!options_.servers.empty()) {
+      if (int rc =
+              ares_set_servers_ports_csv(channel_, options_.servers.c_str());
+          rc != ARES_SUCCESS) {
+        init_error_ = absl::StrCat("DNS servers '", options_.servers,
+                                   "': ", ares_strerror(rc));
+        ares_destroy(channel_);
+        channel_ = nullptr;
+        return false;
+      }
     }
     timer_ = std::make_unique<core::Timer>(loop_);
     for (const StaticRoute& route : options_.routes) {
@@ -244,10 +252,10 @@ class CaresMxResolver final : public MxResolver {
 
   void Resolve(absl::string_view domain,
                std::function<void(const MxResult&)> done) override {
-    if (shut_down_) {
+    if (shut_down_ || !init_error_.empty()) {
       MxResult r;
       r.kind = MxResult::Kind::kTempFail;
-      r.error = "resolver shut down";
+      r.error = shut_down_ ? "resolver shut down" : init_error_;
       r.expires = clock_.Now();
       done(r);
       return;
@@ -722,6 +730,7 @@ class CaresMxResolver final : public MxResolver {
   bool shut_down_ = false;
   bool teardown_pending_ = false;
   std::string key_buf_;
+  std::string init_error_;  // set when c-ares could not be set up
   Stats stats_;
 };
 
@@ -731,7 +740,7 @@ std::unique_ptr<MxResolver> MxResolver::Create(core::Loop& loop,
                                                const Options& options,
                                                const core::Clock& clock) {
   auto resolver = std::make_unique<CaresMxResolver>(loop, options, clock);
-  if (!resolver->Init()) return nullptr;
+  resolver->Init();  // on failure every lookup answers kTempFail
   return resolver;
 }
 

@@ -72,7 +72,8 @@ class MxResolver {
     uint64_t joined = 0;  // lookups that joined a query already in flight
   };
 
-  // nullptr if c-ares cannot be set up or `servers` does not parse.
+  // Never nullptr. If c-ares cannot be set up or `servers` does not parse,
+  // every lookup answers kTempFail at once with that error.
   static std::unique_ptr<MxResolver> Create(core::Loop& loop,
                                             const Options& options,
                                             const core::Clock& clock);

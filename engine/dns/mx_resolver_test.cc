@@ -356,6 +356,13 @@ TEST_F(MxResolverTest, InvalidDomainIsRejectedWithoutDns) {
   EXPECT_EQ(resolver_->stats().mx_queries, 0u);
 }
 
+TEST_F(MxResolverTest, BadServersAnswerTempFailWithTheReason) {
+  options_.servers = "not an address";
+  const MxResult r = ResolveOne("two.test");
+  EXPECT_EQ(r.kind, Kind::kTempFail);
+  EXPECT_NE(r.error.find("not an address"), std::string::npos) << r.error;
+}
+
 TEST_F(MxResolverTest, ShutdownFailsPendingLookup) {
   const int silent = socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in sin{};
