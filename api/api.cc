@@ -290,7 +290,6 @@ class Validator {
     }
     out->rcpts.reserve(v.Size());
     for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
-      std::string field;
       if (!v[i].IsString() || !IsValidMailbox(Str(v[i]))) {
         *err = Invalid(absl::StrCat("to[", i, "]"), "not a valid address");
         return false;
