@@ -71,6 +71,18 @@ std::vector<std::string> ZoneArgs() {
 
 class MxResolverTest : public ::testing::Test {
  protected:
+  // dnsmasq's own count of `type` queries for `name`, waiting up to 2 s for
+  // its log to reach `expect` (it writes the log asynchronously).
+  int ServerSaw(absl::string_view type, absl::string_view name, int expect) {
+    int n = 0;
+    for (int i = 0; i < 40; ++i) {
+      n = dnsmasq_->LoggedQueries(type, name);
+      if (n >= expect) break;
+      usleep(50 * 1000);
+    }
+    return n;
+  }
+
   void SetUp() override {
     auto d = Dnsmasq::Start(ZoneArgs());
     ASSERT_TRUE(d.ok()) << d.status();
@@ -239,6 +251,7 @@ TEST_F(MxResolverTest, TtlHonouredThenQueriesAgain) {
             }),
             0);
   EXPECT_EQ(resolver_->stats().mx_queries, 2u);
+  EXPECT_EQ(ServerSaw("MX", "two.test", 2), 2);
 }
 
 TEST_F(MxResolverTest, TtlClampedToMax) {
@@ -266,6 +279,7 @@ TEST_F(MxResolverTest, ConcurrentLookupsShareOneQuery) {
   EXPECT_EQ(resolver_->stats().mx_queries, 1u);
   EXPECT_EQ(resolver_->stats().address_queries, 1u);
   EXPECT_EQ(resolver_->stats().joined, 2u);
+  EXPECT_EQ(ServerSaw("MX", "two.test", 1), 1);
 }
 
 TEST_F(MxResolverTest, EqualPreferencesShuffledBySeed) {
