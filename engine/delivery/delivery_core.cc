@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "engine/metrics/metric_names.h"
 #include "storage/key_codec.h"
 
 namespace salvo::delivery {
@@ -94,17 +95,17 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
     shard_index_[options_.shards[i]] = i;
   }
   std::string loop_label = absl::StrCat(loop.index());
+  using metrics::HelpOf;
   in_flight_gauge_ = metrics_->GetGauge(
-      "salvo_in_flight", "Recipients leased into memory for delivery.",
-      {{"loop", loop_label}});
-  connections_gauge_ = metrics_->GetGauge(
-      "salvo_smtp_connections", "Open outbound SMTP connections.",
-      {{"loop", loop_label}});
+      metrics::kInFlight, HelpOf(metrics::kInFlight), {{"loop", loop_label}});
+  connections_gauge_ = metrics_->GetGauge(metrics::kSmtpConnections,
+                                          HelpOf(metrics::kSmtpConnections),
+                                          {{"loop", loop_label}});
   latency_ = metrics_->GetHistogram(
-      "salvo_delivery_latency_seconds",
-      "Time from acceptance to the final 2xx reply.",
-      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
-       14400, 86400});
+      metrics::kDeliveryLatencySeconds,
+      HelpOf(metrics::kDeliveryLatencySeconds),
+      std::vector<double>(std::begin(metrics::kDeliveryLatencyBounds),
+                          std::end(metrics::kDeliveryLatencyBounds)));
 }
 
 DeliveryCore::~DeliveryCore() {
@@ -217,7 +218,7 @@ DeliveryCore::Destination* DeliveryCore::GetDestination(
   d->domain = key;
   for (int r = 0; r < 5; ++r) {
     d->results[r] = metrics_->GetCounter(
-        "salvo_deliveries_total", "Delivery outcomes by destination domain.",
+        metrics::kDeliveriesTotal, metrics::HelpOf(metrics::kDeliveriesTotal),
         {{"domain", key}, {"result", kResultNames[r]}});
   }
   Destination* raw = d.get();

@@ -64,6 +64,14 @@ inline constexpr MetricSpec kEngineMetrics[] = {
      "WAL syncs performed by the commit group."},
 };
 
+// The help text of an engine metric (its name when it is not listed).
+inline absl::string_view HelpOf(absl::string_view name) {
+  for (const MetricSpec& m : kEngineMetrics) {
+    if (m.name == name) return m.help;
+  }
+  return name;
+}
+
 }  // namespace salvo::metrics
 
 #endif  // SALVO_ENGINE_METRICS_METRIC_NAMES_H_

@@ -1,0 +1,246 @@
+// Engine wiring (see engine.h).
+#include "engine/engine.h"
+
+#include <cstdio>
+#include <future>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "engine/core/clock.h"
+#include "engine/metrics/metric_names.h"
+#include "engine/metrics/registry.h"
+
+namespace salvo {
+namespace {
+
+absl::Status SplitHostPort(const std::string& s, std::string* host,
+                           uint16_t* port) {
+  size_t colon = s.rfind(':');
+  uint32_t p = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(s).substr(colon + 1), &p) ||
+      p > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server.http_listen: expected host:port, got \"", s, "\""));
+  }
+  *host = s.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  *port = static_cast<uint16_t>(p);
+  return absl::OkStatus();
+}
+
+// Runs `fn` on `loop` and waits for it.
+template <typename T>
+T RunOn(core::Loop& loop, std::function<T()> fn) {
+  std::promise<T> p;
+  auto f = p.get_future();
+  loop.Post([&] { p.set_value(fn()); });
+  return f.get();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
+    const config::Config& config) {
+  std::unique_ptr<Engine> e(new Engine(config));
+  storage::QueueStore::Options so;
+  so.path = config.spool_path;
+  so.num_shards = config.shards;
+  so.sync = config.spool_sync;
+  auto store = storage::QueueStore::Open(so);
+  if (!store.ok()) return store.status();
+  e->store_ = *std::move(store);
+  e->contents_ = std::make_unique<delivery::ContentCache>(e->store_.get());
+  e->api_ = std::make_unique<api::Api>(e->config_, e->store_.get(), e.get(),
+                                       &metrics::Registry::Default(),
+                                       core::RealClock::Get());
+  absl::Status s = e->StartLoops();
+  if (!s.ok()) {
+    e->Stop();
+    return s;
+  }
+  e->stats_thread_ = std::thread([raw = e.get()] { raw->StatsLoop(); });
+  return e;
+}
+
+absl::Status Engine::StartLoops() {
+  int n = config_.loops > 0
+              ? config_.loops
+              : std::max(1u, std::thread::hardware_concurrency());
+  loops_ = std::make_unique<core::LoopGroup>(n);
+  cores_.resize(n);
+  servers_.resize(n);
+  open_handles_.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    core::Loop* loop = &loops_->at(i);
+    threads_.emplace_back([this, loop, i] { open_handles_[i] = loop->Run(); });
+  }
+
+  std::string host;
+  uint16_t port = 0;
+  absl::Status s = SplitHostPort(config_.http_listen, &host, &port);
+  if (!s.ok()) return s;
+
+  delivery::DeliveryCore::Options o;
+  o.max_in_flight = config_.max_in_flight_per_loop;
+  o.max_ready_per_domain = config_.max_ready_per_domain;
+  o.hostname = config_.hostname;
+  o.pool.max_connections = config_.max_connections_per_host;
+  o.pool.max_messages_per_connection = config_.max_messages_per_connection;
+  o.pool.idle_timeout = config_.idle_timeout;
+  o.pool.session.helo_name = config_.hostname;
+  smtp::Timeouts& t = o.pool.session.timeouts;
+  t.connect = config_.connect_timeout;
+  t.greeting = config_.greeting_timeout;
+  t.ehlo = config_.ehlo_timeout;
+  t.mail = config_.mail_timeout;
+  t.rcpt = config_.rcpt_timeout;
+  t.data_init = config_.data_init_timeout;
+  t.data_block = config_.data_block_timeout;
+  t.data_end = config_.data_end_timeout;
+  o.retry.initial = config_.retry_initial;
+  o.retry.max = config_.retry_max;
+  o.retry.multiplier = config_.retry_multiplier;
+  o.retry.jitter = config_.retry_jitter;
+  o.dns.servers = config_.dns_servers;
+  o.dns.smtp_port = config_.smtp_port;
+  o.dns.min_ttl = config_.dns_min_ttl;
+  o.dns.max_ttl = config_.dns_max_ttl;
+  o.dns.negative_ttl = config_.dns_negative_ttl;
+  for (const config::Route& r : config_.routes) {
+    o.dns.routes.push_back(dns::StaticRoute{r.domain, r.host, r.port});
+  }
+
+  std::random_device rd;
+  for (int i = 0; i < n; ++i) {
+    core::Loop& loop = loops_->at(i);
+    delivery::DeliveryCore::Options oi = o;
+    for (int shard = i; shard < store_->num_shards(); shard += n) {
+      oi.shards.push_back(static_cast<uint16_t>(shard));
+    }
+    uint64_t seed = (static_cast<uint64_t>(rd()) << 32) | rd();
+    // Loop 0 binds first (port 0 picks one); the others share that port
+    // through SO_REUSEPORT.
+    absl::Status bound = RunOn<absl::Status>(loop, [&, i]() -> absl::Status {
+      cores_[i] = std::make_unique<delivery::DeliveryCore>(
+          loop, oi, store_.get(), contents_.get(), &in_flight_,
+          &metrics::Registry::Default(), core::RealClock::Get(), seed);
+      cores_[i]->Start();
+      api::Api* api = api_.get();
+      api::HttpServer::Limits limits;
+      limits.max_body_bytes = config_.max_request_bytes;
+      auto server = api::HttpServer::Listen(
+          loop, host, i == 0 ? port : http_port_,
+          [api, &loop](api::HttpRequest&& req, api::Responder respond) {
+            api->Handle(loop, std::move(req), std::move(respond));
+          },
+          limits);
+      if (!server.ok()) return server.status();
+      servers_[i] = *std::move(server);
+      if (i == 0) http_port_ = servers_[i]->port();
+      return absl::OkStatus();
+    });
+    if (!bound.ok()) return bound;
+  }
+  return absl::OkStatus();
+}
+
+void Engine::OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) {
+  if (!loops_ || loops_->size() == 0) return;
+  int i = shard % loops_->size();
+  delivery::DeliveryCore* core = cores_[i].get();
+  if (core == nullptr) return;
+  loops_->at(i).Post([core, shard, lane, due_ms] {
+    core->Wake(shard, lane, due_ms);
+  });
+}
+
+int64_t Engine::InFlight(uint64_t content_id) {
+  return in_flight_.Get(content_id);
+}
+
+void Engine::StatsLoop() {
+  // Queue depth per loop, counted off the loops so counting never stalls
+  // delivery.
+  std::vector<metrics::Gauge*> gauges;
+  for (int i = 0; i < loops_->size(); ++i) {
+    gauges.push_back(metrics::Registry::Default().GetGauge(
+        metrics::kQueueDepth, metrics::HelpOf(metrics::kQueueDepth),
+        {{"loop", absl::StrCat(i)}}));
+  }
+  metrics::Counter* batches = metrics::Registry::Default().GetCounter(
+      metrics::kCommitBatchesTotal,
+      metrics::HelpOf(metrics::kCommitBatchesTotal));
+  metrics::Counter* syncs = metrics::Registry::Default().GetCounter(
+      metrics::kCommitSyncsTotal, metrics::HelpOf(metrics::kCommitSyncsTotal));
+  int64_t seen_batches = 0, seen_syncs = 0;
+  std::unique_lock<std::mutex> lock(stats_mu_);
+  while (!stats_stop_) {
+    lock.unlock();
+    std::vector<int64_t> depth(loops_->size(), 0);
+    for (int shard = 0; shard < store_->num_shards(); ++shard) {
+      auto n = store_->CountQueued(static_cast<uint16_t>(shard));
+      if (n.ok()) depth[shard % loops_->size()] += *n;
+    }
+    for (size_t i = 0; i < gauges.size(); ++i) gauges[i]->Set(depth[i]);
+    int64_t b = store_->commits(), y = store_->syncs();
+    batches->Inc(b - seen_batches);
+    syncs->Inc(y - seen_syncs);
+    seen_batches = b;
+    seen_syncs = y;
+    lock.lock();
+    stats_cv_.wait_for(lock, std::chrono::seconds(2),
+                       [this] { return stats_stop_; });
+  }
+}
+
+int Engine::Stop() {
+  if (stopped_) return 0;
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_stop_ = true;
+  }
+  stats_cv_.notify_all();
+  if (stats_thread_.joinable()) stats_thread_.join();
+  if (loops_) {
+    // Stop admitting first, on every loop, then drain deliveries.
+    std::vector<std::future<void>> drained;
+    for (int i = 0; i < loops_->size(); ++i) {
+      auto p = std::make_shared<std::promise<void>>();
+      drained.push_back(p->get_future());
+      loops_->at(i).Post([this, i, p] {
+        if (servers_[i]) servers_[i]->Close();
+        if (cores_[i]) {
+          cores_[i]->Shutdown([p] { p->set_value(); });
+        } else {
+          p->set_value();
+        }
+      });
+    }
+    for (auto& f : drained) f.wait();
+    for (int i = 0; i < loops_->size(); ++i) {
+      RunOn<bool>(loops_->at(i), [this, i] {
+        servers_[i].reset();
+        cores_[i].reset();
+        return true;
+      });
+      loops_->at(i).Stop();
+    }
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  store_.reset();  // drains the committer
+  int open = 0;
+  for (int n : open_handles_) open += n;
+  return open;
+}
+
+Engine::~Engine() { Stop(); }
+
+}  // namespace salvo

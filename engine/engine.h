@@ -1,0 +1,67 @@
+// The running engine: the durable queue, one loop per core with its HTTP
+// listener and its DeliveryCore, and the shard -> loop map (shard % loops).
+// Start() and Stop() are called from the main thread; OnEnqueued() and
+// InFlight() from any thread.
+#ifndef SALVO_ENGINE_ENGINE_H_
+#define SALVO_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "api/api.h"
+#include "api/http_server.h"
+#include "engine/config/config.h"
+#include "engine/core/loop.h"
+#include "engine/delivery/content_cache.h"
+#include "engine/delivery/delivery_core.h"
+#include "storage/queue_store.h"
+
+namespace salvo {
+
+class Engine : public api::DeliveryHooks {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Start(
+      const config::Config& config);
+  ~Engine() override;
+
+  uint16_t http_port() const { return http_port_; }
+  int loops() const { return loops_->size(); }
+  // Graceful: stop accepting, let transactions in flight finish, commit,
+  // close every handle. Returns the number of handles left open (0 = clean).
+  int Stop();
+
+  void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) override;
+  int64_t InFlight(uint64_t content_id) override;
+
+ private:
+  explicit Engine(const config::Config& config) : config_(config) {}
+  absl::Status StartLoops();
+  void StatsLoop();
+
+  const config::Config config_;
+  std::unique_ptr<storage::QueueStore> store_;
+  std::unique_ptr<delivery::ContentCache> contents_;
+  delivery::InFlightTable in_flight_;
+  std::unique_ptr<api::Api> api_;
+  std::unique_ptr<core::LoopGroup> loops_;
+  std::vector<std::unique_ptr<delivery::DeliveryCore>> cores_;
+  std::vector<std::unique_ptr<api::HttpServer>> servers_;
+  std::vector<std::thread> threads_;
+  std::vector<int> open_handles_;
+  uint16_t http_port_ = 0;
+  bool stopped_ = false;
+
+  std::thread stats_thread_;
+  std::mutex stats_mu_;
+  std::condition_variable stats_cv_;
+  bool stats_stop_ = false;
+};
+
+}  // namespace salvo
+
+#endif  // SALVO_ENGINE_ENGINE_H_
