@@ -321,8 +321,14 @@ void AppendAddressHeader(absl::string_view name, absl::string_view value,
     display = Trim(v.substr(0, lt));
     addr = v.substr(lt);
   }
+  if (addr.size() > kMaxPlainWord) {
+    // Not an address a line can hold: keep the wire form valid regardless.
+    AppendEncodedWords(v, &col, out);
+    out->append("\r\n");
+    return;
+  }
   if (!display.empty()) {
-    if (HasNonAscii(display)) {
+    if (HasNonAscii(display) || display.size() > kMaxPlainWord) {
       if (display.size() >= 2 && display.front() == '"' &&
           display.back() == '"') {
         display = display.substr(1, display.size() - 2);

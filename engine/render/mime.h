@@ -64,7 +64,8 @@ void AppendUnstructuredHeader(absl::string_view name, absl::string_view value,
 
 // Appends "Name: display <addr>\r\n" for From / Reply-To from a value like
 // `Shop <a@b>`, `"Shop, Inc." <a@b>` or `a@b`. A non-ASCII display name is
-// RFC 2047 encoded; an ASCII one with specials is quoted.
+// RFC 2047 encoded (so is one too long for a line); an ASCII one with
+// specials is quoted.
 void AppendAddressHeader(absl::string_view name, absl::string_view value,
                          std::string* out);
 

@@ -17,6 +17,7 @@ namespace {
 
 constexpr absl::string_view kEmailField = "email";
 constexpr size_t kMaxRawLine = 998;
+constexpr size_t kMaxHeaderName = 76;
 
 constexpr absl::string_view kTextPartHeaders =
     "Content-Type: text/plain; charset=utf-8\r\n"
@@ -50,6 +51,10 @@ absl::Status CheckHeaderName(absl::string_view name) {
       return absl::InvalidArgumentError(
           absl::StrCat("headers.", name, ": invalid character in name"));
     }
+  }
+  if (name.size() > kMaxHeaderName) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("headers.", name.substr(0, 20), "...: name too long"));
   }
   if (name.front() == '.') {
     return absl::InvalidArgumentError(
@@ -305,9 +310,7 @@ absl::Status CompiledContent::Render(const RenderInput& in,
   std::string& scratch = HeaderScratch();
   Merge(from_, vals, in.rcpt, &scratch);
   AppendAddressHeader("From", scratch, out);
-  out->append("To: ");
-  AppendSanitized(in.rcpt, out);
-  out->append("\r\n");
+  AppendAddressHeader("To", in.rcpt, out);
   scratch.clear();
   Merge(subject_, vals, in.rcpt, &scratch);
   AppendUnstructuredHeader("Subject", scratch, out);
