@@ -304,6 +304,30 @@ TEST(TemplateTest, ReservedAndBadHeaderNamesRejected) {
   }
 }
 
+TEST(TemplateTest, RawLineOver998Rejected) {
+  storage::Content c;
+  c.set_raw("Subject: x\n\n" + std::string(999, 'a') + "\n");
+  const auto compiled = CompiledContent::Compile(c);
+  EXPECT_EQ(compiled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(compiled.status().message(), "raw: "));
+  c.set_raw("Subject: x\n\n" + std::string(998, 'a') + "\n");
+  EXPECT_TRUE(CompiledContent::Compile(c).ok());
+}
+
+TEST(TemplateTest, LongFromStaysUnder998) {
+  storage::Content c;
+  c.set_from("{{name}} <news@shop.example>");
+  c.set_text("x");
+  auto compiled = MustCompile(c);
+  ASSERT_NE(compiled, nullptr);
+  const std::string name(3000, 'N');
+  const MergeField fields[] = {{"name", name}};
+  std::string out;
+  ASSERT_TRUE(compiled->Render(Input(fields), &out).ok());
+  ExpectWireForm(out);
+  EXPECT_EQ(ParseMessage(out).Header("From"), name + " <news@shop.example>");
+}
+
 TEST(TemplateTest, NoAllocationPerRender) {
   auto c = MustCompile(BothContent());
   ASSERT_NE(c, nullptr);
