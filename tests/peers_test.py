@@ -6,7 +6,6 @@ replies it promises, answer DNS as configured, and leave no process behind.
 Run: bazel test //tests:peers_test (or tests/run_py_test.sh tests/peers_test.py).
 """
 
-import os
 import smtplib
 import socket
 import ssl
@@ -18,11 +17,7 @@ from tests.lib import procs
 
 
 def _group_gone(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    return not procs.group_alive(pgid)
 
 
 class SmtpConn:
@@ -100,6 +95,12 @@ class SmtpSinkTest(unittest.TestCase):
                 code, _ = client.rcpt("b@example.com")
                 self.assertEqual(code // 100, 4)
 
+    def test_rejects_delays_smtp_sink_cannot_do(self):
+        with self.assertRaises(ValueError):
+            peers.SmtpSink(delays={"RCPT": 0.002})
+        with self.assertRaises(ValueError):
+            peers.SmtpSink(delays={"RCPT": 0})
+
     def test_hard_rejects_data_dot(self):
         with peers.SmtpSink(reject_hard=["."]) as sink:
             with smtplib.SMTP(peers.HOST, sink.port, timeout=10) as client:
@@ -166,6 +167,24 @@ class PostfixSmtpdTest(unittest.TestCase):
                 self.assertEqual(conn.reply()[0], 501)
             finally:
                 conn.close()
+
+    def test_retries_when_its_port_is_taken(self):
+        with socket.socket() as squatter:
+            squatter.bind((peers.HOST, 0))
+            squatter.listen(1)
+            taken = squatter.getsockname()[1]
+            real_free_port = peers.free_port
+            ports = [taken]
+            peers.free_port = lambda **kw: (
+                ports.pop() if ports else real_free_port(**kw))
+            try:
+                with peers.PostfixSmtpd(domains=["example.com"]) as mx:
+                    self.assertNotEqual(mx.port, taken)
+                    conn = SmtpConn(mx.port)
+                    self.assertEqual(conn.reply()[0], 220)
+                    conn.close()
+            finally:
+                peers.free_port = real_free_port
 
     def test_starttls_when_enabled(self):
         with peers.PostfixSmtpd(domains=["example.com"], tls=True) as mx:
@@ -370,6 +389,20 @@ class FakeSmtpModesTest(unittest.TestCase):
                 conn.close()
             peers._poll(lambda: fake.events("improper_pipelining"), 5,
                         "improper_pipelining event")
+
+    def test_reply_delays_and_no_data(self):
+        with peers.FakeSmtp(delays={"RCPT": 0.3}, record_data=False) as fake:
+            with smtplib.SMTP(peers.HOST, fake.port, timeout=10) as client:
+                client.ehlo("client.test")
+                client.mail("a@sender.test")
+                start = time.monotonic()
+                self.assertEqual(client.rcpt("b@example.com")[0], 250)
+                self.assertGreaterEqual(time.monotonic() - start, 0.3)
+                client.data(b"Subject: s\r\n\r\nbody\r\n")
+            fake.wait_for(1, timeout=10)
+            [msg] = fake.messages()
+            self.assertEqual(msg["size"], len(b"Subject: s\r\n\r\nbody\r\n"))
+            self.assertNotIn("data", msg)
 
     def test_banner_delay_and_early_talker(self):
         with peers.FakeSmtp(banner_delay=0.3) as fake:

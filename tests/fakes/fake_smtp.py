@@ -4,6 +4,7 @@
 Run: /usr/bin/python3 tests/fakes/fake_smtp.py --port P --log FILE
          [--host 127.0.0.1] [--no-pipelining] [--banner-delay S]
          [--slow-delay S] [--max-size N] [--hostname NAME]
+         [--delay VERB:SECONDS ...] [--no-data]
 --port 0 picks a free port. Once listening it prints "READY <port>" on stdout.
 One asyncio loop on the main thread; stdlib only.
 
@@ -19,12 +20,14 @@ anything after '+' ignored, so tempfail-rcpt+7@x behaves as tempfail-rcpt@x):
   drop-in-data      connection closed after the first line of the DATA body
 Anything else gets 250. Data outcomes apply if any accepted recipient asks for
 one; precedence drop-in-data > reject-data > tempfail-data.
+--delay VERB:SECONDS (repeatable, fractions allowed) delays every reply to
+VERB (EHLO, MAIL, RCPT, DATA, "." for the end of data, CONNECT for the banner).
 
 Log (--log): one JSON object per line, flushed per line. Accepted messages:
   {"event": "message", "id", "conn", "mail_from", "rcpts": [accepted...],
    "size", "data_b64", "bare_lf", "at"}
 data is the dot-unstuffed body as received, CRLFs kept, without the final
-".\r\n". Other events: connect, reply (every non-2xx/3xx reply: cmd, arg,
+".\r\n" (data_b64 is omitted with --no-data, for big runs). Other events: connect, reply (every non-2xx/3xx reply: cmd, arg,
 code, text), drop, improper_pipelining, early_talker, close.
 A message that got 4xx/5xx after "." is never logged as "message".
 """
@@ -157,6 +160,7 @@ class Session(asyncio.Protocol):
             await asyncio.sleep(self.args.banner_delay)
             if self.buf:
                 self.server.log("early_talker", conn=self.conn)
+        await self.delay("CONNECT")
         self.reply("220 %s ESMTP FakeSmtp" % self.args.hostname)
         self.flush()
         while not self.closed:
@@ -173,10 +177,17 @@ class Session(asyncio.Protocol):
             if not self.buf:
                 self.flush()
 
+    async def delay(self, verb):
+        seconds = self.args.delays.get(verb)
+        if seconds:
+            self.flush()
+            await asyncio.sleep(seconds)
+
     async def command(self, line):
         """Handles one command line; returns False when the session ends."""
         verb = line.split(b" ", 1)[0].upper()
         arg = line[len(verb) + 1:]
+        await self.delay(verb.decode("ascii", "replace"))
         if verb in (b"EHLO", b"HELO"):
             if not arg.strip():
                 self.reply("501 5.5.4 Syntax: %s hostname" % verb.decode(), "EHLO")
@@ -292,6 +303,7 @@ class Session(asyncio.Protocol):
                 self.server.log("drop", conn=self.conn, rcpts=self.rcpts)
                 return False
             if line == b".\r\n":
+                await self.delay(".")
                 break
             if not line.endswith(b"\r\n"):
                 bare_lf += 1
@@ -307,10 +319,12 @@ class Session(asyncio.Protocol):
         else:
             self.server.next_msg += 1
             msg_id = "F%06d" % self.server.next_msg
+            data = {}
+            if self.args.record_data:
+                data["data_b64"] = base64.b64encode(bytes(body)).decode()
             self.server.log("message", id=msg_id, conn=self.conn,
                             mail_from=self.mail_from, rcpts=self.rcpts,
-                            size=len(body), bare_lf=bare_lf,
-                            data_b64=base64.b64encode(bytes(body)).decode())
+                            size=len(body), bare_lf=bare_lf, **data)
             self.reply("250 2.0.0 Ok: queued as %s" % msg_id)
         self.reset()
         return True
@@ -339,7 +353,14 @@ def main(argv=None):
     parser.add_argument("--slow-delay", type=float, default=2.0)
     parser.add_argument("--max-size", type=int, default=10 * 1024 * 1024)
     parser.add_argument("--hostname", default="fake.smtp.test")
+    parser.add_argument("--delay", action="append", default=[],
+                        metavar="VERB:SECONDS")
+    parser.add_argument("--no-data", dest="record_data", action="store_false")
     args = parser.parse_args(argv)
+    args.delays = {}
+    for spec in args.delay:
+        verb, _, seconds = spec.rpartition(":")
+        args.delays[verb.upper()] = float(seconds)
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ Single-threaded test code only. Set SALVO_KEEP_PEERS=1 to keep temp dirs.
   with peers.FakeSmtp() as fake: ...; fake.messages(); fake.events("reply")
 """
 
+import atexit
 import base64
 import glob
 import grp
@@ -75,9 +76,9 @@ def free_port(udp_too=False):
     raise RuntimeError("no free port found")
 
 
-def wait_port(port, timeout=10.0, host=HOST, proc=None):
-    """Waits until a TCP connect to host:port succeeds; raises on timeout or
-    if proc (a Popen) exits first."""
+def wait_port(port, timeout=10.0, host=HOST, proc=None, alive=None):
+    """Waits until a TCP connect to host:port succeeds. Raises TimeoutError,
+    or RuntimeError if proc (a Popen) exits or alive() turns False first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -88,6 +89,8 @@ def wait_port(port, timeout=10.0, host=HOST, proc=None):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("peer exited with %s before port %d opened"
                                % (proc.returncode, port))
+        if alive is not None and not alive():
+            raise RuntimeError("peer died before port %d opened" % port)
         if time.monotonic() > deadline:
             raise TimeoutError("port %d not open after %.1fs" % (port, timeout))
         time.sleep(0.05)
@@ -112,6 +115,17 @@ def _tail(path, limit=4000):
         return ""
 
 
+_live_peers = []  # entered and not yet exited, for the atexit hook
+
+
+@atexit.register
+def _stop_live_peers():
+    """Stops peers whose __exit__ never ran (e.g. tearDownClass skipped after
+    an interrupt); procs' own hook then kills anything left."""
+    for peer in list(reversed(_live_peers)):
+        peer.__exit__(None, None, None)
+
+
 class _Peer:
     """Shared lifetime: a temp dir, one child process group, clean exit."""
 
@@ -125,6 +139,7 @@ class _Peer:
     def __enter__(self):
         # Short paths under /tmp: Postfix's UNIX sockets must fit in 108 bytes.
         self.dir = tempfile.mkdtemp(prefix=self._prefix, dir="/tmp")
+        _live_peers.append(self)
         try:
             self._start()
         except BaseException:
@@ -136,6 +151,8 @@ class _Peer:
         try:
             self._stop()
         finally:
+            if self in _live_peers:
+                _live_peers.remove(self)
             if self.dir and not os.environ.get("SALVO_KEEP_PEERS"):
                 shutil.rmtree(self.dir, ignore_errors=True)
         return False
@@ -167,6 +184,14 @@ class _Peer:
 
 # ---------------------------------------------------------------- smtp-sink
 
+def _whole_seconds(value, what, zero_ok=False):
+    if value != int(value) or value < (0 if zero_ok else 1):
+        raise ValueError("smtp-sink %s take whole seconds >= %d, got %r "
+                         "(FakeSmtp(delays=...) takes fractions)"
+                         % (what, 0 if zero_ok else 1, value))
+    return int(value)
+
+
 class SmtpSink(_Peer):
     """Postfix's smtp-sink(1): accepts and discards mail, fast.
 
@@ -178,8 +203,10 @@ class SmtpSink(_Peer):
 
     Reply injection (smtp-sink flags): reject_soft=["RCPT"] (-r, 4xx),
     reject_hard=[...] (-f, 5xx), disconnect=[...] (-q, hang up without reply),
-    disconnect_421=[...] (-Q), delays={"RCPT": 1.5} (-W cmd:delay), abort_data
-    =delay (-A: 550 after DATA). Commands: CONNECT HELO EHLO MAIL RCPT DATA .
+    disconnect_421=[...] (-Q), delays={"RCPT": 2} (-W cmd:delay), abort_data
+    =delay (-A: 550 after DATA). smtp-sink takes whole seconds only (delays
+    >= 1): anything else raises ValueError; use FakeSmtp(delays=...) for
+    sub-second reply delays. Commands: CONNECT HELO EHLO MAIL RCPT DATA .
     RSET NOOP QUIT. -r/-f imply no PIPELINING. pipelining=False adds -p,
     enhanced_codes=False adds -E, eightbit=False adds -8. dump=True appends
     every transaction to one file (-D, slow; read with dump_bytes()).
@@ -206,9 +233,10 @@ class SmtpSink(_Peer):
             if cmds:
                 flags += [flag, ",".join(cmds)]
         for cmd, delay in (delays or {}).items():
-            flags += ["-W", "%s:%g" % (cmd, delay)]
+            flags += ["-W", "%s:%d" % (cmd, _whole_seconds(delay, "delays"))]
         if abort_data is not None:
-            flags += ["-A", "%g" % abort_data]
+            flags += ["-A", "%d" % _whole_seconds(abort_data, "abort_data",
+                                                  zero_ok=True)]
         self._dump = dump
         self._flags = flags + list(args)
         self._backlog = backlog
@@ -388,19 +416,41 @@ class PostfixSmtpd(_Peer):
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             for key, value in conf.items():
                 f.write("%s = %s\n" % (key, value))
+        self._make_queue_tree()
+        for attempt in range(3):
+            if attempt:
+                self.port = free_port()  # lost a race for the last one
+            if self._start_master():
+                return
+        raise RuntimeError("postfix smtpd never listened:\n" + self.maillog())
+
+    def _start_master(self):
+        """Starts master with smtpd on self.port; False if it did not listen."""
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(_MASTER_CF.format(listen="%s:%d" % (HOST, self.port)))
-        # Create the queue tree, then skip postfix-script's slow integrity
-        # checks (find over shared dirs) with its quick-start marker.
-        self._make_queue_tree()
+        # Skip postfix-script's slow integrity checks (find over shared dirs):
+        # _make_queue_tree() did what they would create.
         open(os.path.join(self.dir, "spool", "quick-start"), "w").close()
-        self._postfix("start")
         pid_file = os.path.join(self.dir, "spool", "pid", "master.pid")
+        if os.path.exists(pid_file):
+            os.remove(pid_file)  # left by a master that failed to bind
+        try:
+            self._postfix("start")
+        except RuntimeError as error:
+            if "Address already in use" in str(error):
+                return False  # master exits when it cannot bind
+            raise
         _poll(lambda: os.path.exists(pid_file), 10, "postfix master.pid")
         with open(pid_file) as f:
             self._master_pid = int(f.read().split()[0])
         procs.track_group(self._master_pid)  # master is a session leader
-        wait_port(self.port)
+        try:
+            wait_port(self.port, timeout=10,
+                      alive=lambda: procs.group_alive(self._master_pid))
+            return True
+        except (TimeoutError, RuntimeError):
+            self._stop()
+            return False
 
     def _make_queue_tree(self):
         """What `postfix post-install create-missing` does for our dirs (as
@@ -438,22 +488,29 @@ class PostfixSmtpd(_Peer):
                 _tail(os.path.join(self.dir, "maillog"))))
 
     def _stop(self):
-        if self._master_pid is None:
+        # The pid file also covers a master started by an interrupted start.
+        pid = self._master_pid or self._master_pid_from_file()
+        self._master_pid = None
+        if pid is None:
             return
         try:
             self._postfix("stop")
         except subprocess.TimeoutExpired:
             pass
-        pid = self._master_pid
-        self._master_pid = None
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        while time.monotonic() < deadline and procs.group_alive(pid):
             time.sleep(0.05)
         procs.kill_group(pid, grace=1.0)
+
+    def _master_pid_from_file(self):
+        try:
+            with open(os.path.join(self.dir, "spool", "pid",
+                                   "master.pid")) as f:
+                pid = int(f.read().split()[0])
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return pid if b"master" in f.read() else None
+        except (OSError, ValueError, IndexError):
+            return None
 
     def maillog(self):
         return _tail(os.path.join(self.dir, "maillog"), limit=1 << 20)
@@ -693,14 +750,20 @@ def dns_query(port, name, qtype="A", host=HOST, timeout=1.0, seed=None):
 class FakeSmtp(_Peer):
     """tests/fakes/fake_smtp.py as a child process (see its header for the
     recipient-driven behaviours). messages() lists accepted messages as dicts
-    (with "data" decoded to bytes); events(kind) lists other log records."""
+    (with "data" decoded to bytes); events(kind) lists other log records.
+    delays={"RCPT": 0.002} delays every reply to that verb (fractions are
+    fine, unlike smtp-sink); record_data=False logs sizes but no bodies."""
 
     _prefix = "salvo-fake-"
 
     def __init__(self, pipelining=True, banner_delay=0.0, slow_delay=2.0,
-                 max_size=None, extra_args=()):
+                 max_size=None, delays=None, record_data=True, extra_args=()):
         super().__init__()
         args = []
+        for verb, seconds in (delays or {}).items():
+            args += ["--delay", "%s:%g" % (verb, seconds)]
+        if not record_data:
+            args.append("--no-data")
         if not pipelining:
             args.append("--no-pipelining")
         if banner_delay:
@@ -751,7 +814,8 @@ class FakeSmtp(_Peer):
         result = []
         for record in self._records():
             if record["event"] == "message":
-                record["data"] = base64.b64decode(record.pop("data_b64"))
+                if "data_b64" in record:
+                    record["data"] = base64.b64decode(record.pop("data_b64"))
                 result.append(record)
         return result
 

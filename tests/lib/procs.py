@@ -28,14 +28,27 @@ def track_group(pgid):
     _live_groups.add(pgid)
 
 
-def _group_alive(pgid):
+def group_alive(pgid):
+    """True while a non-zombie process is in group pgid. (kill(0) also
+    succeeds on zombies, which the init here may reap only much later.)"""
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def kill_group(pgid, grace=3.0, proc=None):
@@ -49,7 +62,7 @@ def kill_group(pgid, grace=3.0, proc=None):
         if proc is not None and proc.poll() is None:
             time.sleep(0.02)
             continue
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             break
         time.sleep(0.02)
     try:
@@ -70,8 +83,9 @@ def kill_all():
 
 
 def _on_sigterm(signum, frame):
-    # Let finally blocks, context managers and atexit run.
-    raise SystemExit(128 + signum)
+    # unittest records SystemExit as a test error and carries on; it lets
+    # KeyboardInterrupt stop the run, after finally blocks and __exit__s ran.
+    raise KeyboardInterrupt("SIGTERM")
 
 
 atexit.register(kill_all)
