@@ -424,6 +424,11 @@ void QueueStore::Commit(StateBatch batch, bool durable,
 }
 
 absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {
+  if (std::this_thread::get_id() == committer_->thread.get_id()) {
+    // It would wait for itself; callbacks must use Commit().
+    return absl::FailedPreconditionError(
+        "CommitNow called from a commit callback; use Commit()");
+  }
   std::mutex mu;
   std::condition_variable cv;
   bool finished = false;

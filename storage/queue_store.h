@@ -128,7 +128,8 @@ class QueueStore {
   // written, and after the WAL is synced when `durable` (and Options::sync).
   void Commit(StateBatch batch, bool durable,
               std::function<void(absl::Status)> done);
-  // Blocking convenience for tools and tests.
+  // Blocking convenience for tools and tests. Not from a commit callback
+  // (FailedPrecondition): use Commit() there.
   [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);
 
   // Entries of (shard, lane) with due_ms <= now_ms, strictly after *cursor

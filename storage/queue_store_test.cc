@@ -324,6 +324,28 @@ TEST_F(QueueStoreTest, AsyncCommitRunsCallbackOnceWithStatus) {
   EXPECT_EQ(calls.load(), 1);
 }
 
+TEST_F(QueueStoreTest, CommitNowInsideCallbackFailsInsteadOfDeadlocking) {
+  absl::Status inner;
+  StateBatch b;
+  b.Enqueue({0, Lane::kBulk, kNow, 1}, MakeRecipient("a@b"));
+  ASSERT_TRUE(store_->CommitNow(std::move(b), false).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  store_->Commit(StateBatch(), false, [&](absl::Status) {
+    StateBatch nested;
+    nested.Enqueue({0, Lane::kBulk, kNow, 2}, MakeRecipient("c@d"));
+    absl::Status s = store_->CommitNow(std::move(nested), false);
+    std::lock_guard<std::mutex> lock(mu);
+    inner = s;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(QueueStoreTest, DestructorDrainsPendingCommits) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 50; ++i) {
