@@ -6,6 +6,7 @@ replies it promises, answer DNS as configured, and leave no process behind.
 Run: bazel test //tests:peers_test (or tests/run_py_test.sh tests/peers_test.py).
 """
 
+import os
 import smtplib
 import socket
 import ssl
@@ -61,6 +62,17 @@ class HelpersTest(unittest.TestCase):
     def test_wait_port_times_out_on_a_closed_port(self):
         with self.assertRaises(TimeoutError):
             peers.wait_port(peers.free_port(), timeout=0.3)
+
+    def test_missing_binary_skips_and_cleans_up(self):
+        real = peers.SMTP_SINK
+        peers.SMTP_SINK = "/nonexistent/smtp-sink"
+        try:
+            sink = peers.SmtpSink()
+            with self.assertRaises(unittest.SkipTest):
+                sink.__enter__()
+            self.assertFalse(os.path.exists(sink.dir))
+        finally:
+            peers.SMTP_SINK = real
 
     def test_split_message(self):
         self.assertEqual(peers.split_message(b"A: 1\nB: 2\n\nbody\n\nx\n"),
@@ -361,6 +373,17 @@ class FakeSmtpTest(unittest.TestCase):
                          if e["code"] == 451 and e["cmd"] == "."])
         self.assertEqual(
             self.messages_to("tempfail-data+neg@example.com"), [])
+
+    def test_counts_bare_newlines(self):
+        conn, _ = self.connect()
+        conn.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<bare@example.com>\r\n"
+                  b"DATA\r\n")
+        self.assertEqual(conn.codes(3), [250, 250, 354])
+        conn.send(b"Subject: b\r\n\r\nbare\nnewline\r\n.\r\n")
+        self.assertEqual(conn.reply()[0], 250)
+        [msg] = self.messages_to("bare@example.com")
+        self.assertEqual(msg["bare_lf"], 1)
+        self.assertEqual(msg["data"], b"Subject: b\r\n\r\nbare\nnewline\r\n")
 
     def test_protocol_errors(self):
         conn = SmtpConn(self.fake.port)
