@@ -251,9 +251,21 @@ void DeliveryCore::Kick(Destination* d) {
     d->pool->wanting.push_back(d);
     d->on_pool_queue = true;
   }
+  d->pool->pool->Pump(WaitingFor(*d->pool));
+}
+
+int DeliveryCore::WaitingFor(const PoolState& ps) {
   int waiting = 0;
-  for (Destination* w : d->pool->wanting) waiting += static_cast<int>(w->size());
-  d->pool->pool->Pump(waiting);
+  for (const Destination* w : ps.wanting) {
+    if (w->pool == &ps) waiting += static_cast<int>(w->size());
+  }
+  return waiting;
+}
+
+int DeliveryCore::Waiting(const pool::ConnectionPool& pool) {
+  if (shutting_down_) return 0;
+  auto it = pool_states_.find(&pool);
+  return it == pool_states_.end() ? 0 : WaitingFor(*it->second);
 }
 
 void DeliveryCore::OnMx(Destination* d, const dns::MxResult& r) {

@@ -67,6 +67,7 @@ class DeliveryCore : public pool::PoolDelegate {
 
   // PoolDelegate.
   bool TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) override;
+  int Waiting(const pool::ConnectionPool& pool) override;
   void OnEndpointDown(pool::ConnectionPool& pool,
                       const smtp::Reply& why) override;
 
@@ -97,6 +98,7 @@ class DeliveryCore : public pool::PoolDelegate {
   void Kick(Destination* d);
   void OnMx(Destination* d, const dns::MxResult& r);
   PoolState* ChoosePool(Destination* d);
+  static int WaitingFor(const PoolState& ps);
   void FailAll(Destination* d, const smtp::Reply& reply,
                const std::string& host);
   bool BuildWork(Destination* d, Job job, const std::string& host,

@@ -140,6 +140,10 @@ void ConnectionPool::OnClosed(smtp::Session* s, const smtp::Reply& why) {
     down_until_ = clock_.Now() + options_.down_time;
     delegate_->OnEndpointDown(*this, why);
   }
+  if (!draining_all_ && !down()) {
+    // A recycled or failed session: replace it while work is waiting.
+    Pump(delegate_->Waiting(*this));
+  }
   MaybeFinishDrain();
 }
 

@@ -32,6 +32,8 @@ class PoolDelegate {
   virtual ~PoolDelegate() = default;
   // Fills `work` with the next transaction for `pool`; false if none waits.
   virtual bool TakeWork(ConnectionPool& pool, PoolWork* work) = 0;
+  // How many jobs wait for `pool` (to replace sessions that closed).
+  virtual int Waiting(const ConnectionPool& pool) = 0;
   // A connection could not be set up (connect, greeting or EHLO failed) and
   // the endpoint is now marked down until pool.down_until().
   virtual void OnEndpointDown(ConnectionPool& pool, const smtp::Reply& why) = 0;
