@@ -2,6 +2,7 @@
 dnsmasq for MX records, Postfix's smtp-sink and a real Postfix smtpd as
 receiving MXes, and the scripted FakeSmtp for 4xx/5xx/dropping peers."""
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -100,11 +101,12 @@ class DeliveryTest(unittest.TestCase):
 
     def test_mx_fallback_null_mx_and_nxdomain(self):
         with peers.SmtpSink() as sink, peers.Dnsmasq(
-                mx={f"two.{ZONE}": [(5, f"dead.{ZONE}"), (10, f"mx.{ZONE}")],
-                    f"null.{ZONE}": [(0, ".")]},
+                mx={f"two.{ZONE}": [(5, f"dead.{ZONE}"), (10, f"mx.{ZONE}")]},
                 a={f"dead.{ZONE}": "127.0.0.2", f"mx.{ZONE}": "127.0.0.1",
                    f"implicit.{ZONE}": "127.0.0.1"},
-                local=[ZONE]) as dns:
+                local=[ZONE],
+                # RFC 7505 null MX: preference 0, root name.
+                extra_args=[f"--dns-rr=null.{ZONE},15,000000"]) as dns:
             with self.salvo(**{"dns.servers": dns.server,
                                "delivery.smtp_port": sink.port}) as s:
                 cid = s.submit_campaign(campaign([
@@ -114,20 +116,44 @@ class DeliveryTest(unittest.TestCase):
                 self.assertEqual(c["delivered"], 2, c)  # fallback + implicit MX
                 self.assertEqual(c["bounced"], 2, c)    # null MX + NXDOMAIN
 
+    def test_transactional_mail_does_not_wait_behind_a_campaign(self):
+        domain = f"busy.{ZONE}"
+        with peers.SmtpSink() as sink:
+            with self.salvo(**{"routes": f'[{{domain="*", host="127.0.0.1", '
+                               f'port={sink.port}}}]',
+                               "delivery.max_connections_per_host": 2}) as s:
+                n = 30000
+                bulk = s.submit_campaign(build_campaign(n, [domain], 3000))
+                s.wait_settled(bulk, timeout=60, want_delivered=1, poll=0.01)
+                status, body = s.request("POST", "/v1/messages", {
+                    "from": "app@shop.salvo.test", "to": [f"reset@{domain}"],
+                    "subject": "Reset", "text": "Your code is 123456\n"})
+                self.assertEqual(status, 201, body)
+                t = s.wait_settled(body["id"], timeout=30, want_delivered=1,
+                                   poll=0.005)
+                b = s.counts(bulk)
+                self.assertEqual(t["delivered"], 1)
+                # The transactional message was delivered while most of the
+                # campaign to the same domain was still waiting.
+                self.assertLess(b["delivered"], n // 2, b)
+                s.wait_settled(bulk, timeout=120)
+
     def test_kill9_loses_no_acknowledged_recipient(self):
         domains = [f"k{i}.{ZONE}" for i in range(4)]
         mx = {d: [(10, f"mx.{ZONE}")] for d in domains}
-        n = 5000
+        n = 20000
         with peers.Dnsmasq(mx=mx, a={f"mx.{ZONE}": "127.0.0.1"},
-                           local=[ZONE]) as dns, \
-                peers.SmtpSink(delays={"RCPT": 0.002}) as sink:
+                           local=[ZONE]) as dns, peers.SmtpSink() as sink:
             over = {"dns.servers": dns.server, "delivery.smtp_port": sink.port,
                     "delivery.max_connections_per_host": 2}
             s = self.salvo(**over).start()
             cid = s.submit_campaign(build_campaign(n, domains, 1000))
             # Acknowledged (201). Kill while delivery is under way.
-            s.wait_settled(cid, timeout=60, want_delivered=200, poll=0.01)
+            kill_at = random.Random(20261123).randrange(500, 5000)
+            c = s.wait_settled(cid, timeout=60, want_delivered=kill_at,
+                               poll=0.005)
             s.kill9()
+            self.assertLess(c["delivered"], n, "killed too late to matter")
             s = self.salvo(**over).start()
             try:
                 c = s.wait_settled(cid, timeout=120)

@@ -114,7 +114,16 @@ class Salvo:
         code = self.proc.returncode
         procs.kill_group(self.proc.pid, grace=0.5, proc=self.proc)
         self.proc = None
+        self._close_log()
         return code
+
+    def _close_log(self):
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+            self._reader = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def kill9(self):
         if self.proc is not None:
@@ -122,6 +131,7 @@ class Salvo:
             self.proc.wait()
             procs.kill_group(self.proc.pid, grace=0.5, proc=self.proc)
             self.proc = None
+            self._close_log()
 
     def __enter__(self):
         return self.start()
