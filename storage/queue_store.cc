@@ -173,34 +173,30 @@ void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
 
 }  // namespace
 
-void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
-                           const Outcome& o) {
+void StateBatch::Final(const QueueKey& key, const Recipient& rec,
+                       const Outcome& o, Outcome::State state,
+                       Counter counter) {
   char kbuf[kQueueKeySize];
   batch_->Delete(QueueKeySlice(key, kbuf));
-  PutOutcome(batch_.get(), key, rec, o, Outcome::DELIVERED);
-  Count(rec.content_id(), Counter::kDelivered, 1);
+  PutOutcome(batch_.get(), key, rec, o, state);
+  Count(rec.content_id(), counter, 1);
   if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
   ++ops_;
+}
+
+void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
+                           const Outcome& o) {
+  Final(key, rec, o, Outcome::DELIVERED, Counter::kDelivered);
 }
 
 void StateBatch::Bounced(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  char kbuf[kQueueKeySize];
-  batch_->Delete(QueueKeySlice(key, kbuf));
-  PutOutcome(batch_.get(), key, rec, o, Outcome::BOUNCED);
-  Count(rec.content_id(), Counter::kBounced, 1);
-  if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
-  ++ops_;
+  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced);
 }
 
 void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  char kbuf[kQueueKeySize];
-  batch_->Delete(QueueKeySlice(key, kbuf));
-  PutOutcome(batch_.get(), key, rec, o, Outcome::EXPIRED);
-  Count(rec.content_id(), Counter::kExpired, 1);
-  if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
-  ++ops_;
+  Final(key, rec, o, Outcome::EXPIRED, Counter::kExpired);
 }
 
 QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,

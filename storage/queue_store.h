@@ -100,6 +100,9 @@ class StateBatch {
 
  private:
   void Count(uint64_t content_id, Counter c, int64_t delta);
+  // Delete the entry, record the outcome, count the final state.
+  void Final(const QueueKey& key, const Recipient& rec, const Outcome& o,
+             Outcome::State state, Counter counter);
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   absl::flat_hash_map<std::pair<uint64_t, uint8_t>, int64_t> deltas_;
   size_t ops_ = 0;

@@ -186,9 +186,7 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
       if (r.code == 220) {
         SendCommandNow(Stage::kEhlo, out);
       } else {
-        close_reason_ = std::move(r);
-        have_close_reason_ = true;
-        DoQuit(out);
+        QuitBecause(std::move(r), out);
       }
       break;
     case Stage::kEhlo:
@@ -199,9 +197,7 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
       } else if (c.stage == Stage::kEhlo && r.code >= 500) {
         SendCommandNow(Stage::kHelo, out);
       } else {
-        close_reason_ = std::move(r);
-        have_close_reason_ = true;
-        DoQuit(out);
+        QuitBecause(std::move(r), out);
       }
       break;
     case Stage::kMail:
@@ -214,9 +210,7 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
       if (Is2xx(r)) {
         GoIdle(out);
       } else {
-        close_reason_ = std::move(r);
-        have_close_reason_ = true;
-        DoQuit(out);
+        QuitBecause(std::move(r), out);
       }
       break;
     case Stage::kQuit:
@@ -318,6 +312,12 @@ void ClientFsm::GoIdle(FsmActions* out) {
   FsmAction a;
   a.type = FsmAction::Type::kReady;
   out->push_back(std::move(a));
+}
+
+void ClientFsm::QuitBecause(Reply why, FsmActions* out) {
+  close_reason_ = std::move(why);
+  have_close_reason_ = true;
+  DoQuit(out);
 }
 
 void ClientFsm::DoQuit(FsmActions* out) {

@@ -94,6 +94,8 @@ class ClientFsm {
   void FinishTxn(bool rset, FsmActions* out);
   void GoIdle(FsmActions* out);
   void DoQuit(FsmActions* out);
+  // Quits politely; `why` is what the session reports when it closes.
+  void QuitBecause(Reply why, FsmActions* out);
   void FailSession(Reply reason, FsmActions* out);
   void Close(Reply reason, FsmActions* out);
   void ParseExtensions(absl::string_view ehlo_text);
