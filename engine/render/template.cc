@@ -69,6 +69,52 @@ absl::Status CheckHeaderName(absl::string_view name) {
   return absl::OkStatus();
 }
 
+constexpr absl::string_view kListUnsubscribe = "List-Unsubscribe";
+constexpr absl::string_view kListUnsubscribePost = "List-Unsubscribe-Post";
+
+// Appends "List-Unsubscribe: value" folded at whitespace near 78 columns
+// (never inside a URI, never RFC 2047: the value is ASCII URIs) and the
+// RFC 8058 "List-Unsubscribe-Post" line. Controls become spaces.
+// InvalidArgument when one URI cannot fit a 998-octet line.
+absl::Status AppendListUnsubscribeLines(absl::string_view value,
+                                        std::string* out) {
+  out->append(kListUnsubscribe.data(), kListUnsubscribe.size());
+  out->append(":");
+  size_t col = kListUnsubscribe.size() + 1;
+  bool first = true;
+  size_t i = 0;
+  while (i < value.size()) {
+    const auto is_break = [](char c) {
+      return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+    };
+    while (i < value.size() && is_break(value[i])) ++i;
+    const size_t begin = i;
+    while (i < value.size() && !is_break(value[i])) ++i;
+    if (i == begin) break;
+    const absl::string_view word = value.substr(begin, i - begin);
+    if (kListUnsubscribe.size() + 2 + word.size() > kMaxRawLine) {
+      return absl::InvalidArgumentError(
+          "list_unsubscribe: a URI exceeds the 998-octet line limit");
+    }
+    if (!first && col + 1 + word.size() > 78) {
+      out->append("\r\n");
+      col = 0;
+    }
+    out->push_back(' ');
+    out->append(word.data(), word.size());
+    col += 1 + word.size();
+    first = false;
+  }
+  if (first) return absl::InvalidArgumentError("list_unsubscribe: blank");
+  out->append("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+  return absl::OkStatus();
+}
+
+bool IsListUnsubscribeHeader(absl::string_view name) {
+  return absl::EqualsIgnoreCase(name, kListUnsubscribe) ||
+         absl::EqualsIgnoreCase(name, kListUnsubscribePost);
+}
+
 // Scratch space for merged header values, one per thread.
 std::string& HeaderScratch() {
   thread_local std::string scratch;
@@ -145,6 +191,12 @@ absl::StatusOr<std::shared_ptr<const CompiledContent>> CompiledContent::Compile(
       if (absl::StartsWithIgnoreCase(line, "date:")) c->raw_has_date_ = true;
       if (absl::StartsWithIgnoreCase(line, "message-id:")) {
         c->raw_has_message_id_ = true;
+      }
+      const size_t colon = line.find(':');
+      if (colon != absl::string_view::npos &&
+          IsListUnsubscribeHeader(
+              absl::StripTrailingAsciiWhitespace(line.substr(0, colon)))) {
+        c->raw_has_list_unsubscribe_ = true;
       }
       rest.remove_prefix(eol == absl::string_view::npos ? rest.size()
                                                         : eol + 2);
@@ -278,6 +330,13 @@ absl::Status CompiledContent::RenderRaw(const RenderInput& in,
     AppendSanitized(in.message_id, out);
     out->append(">\r\n");
   }
+  // A raw message that brings its own List-Unsubscribe keeps it.
+  if (!in.list_unsubscribe.empty() && !raw_has_list_unsubscribe_) {
+    if (absl::Status s = AppendListUnsubscribeLines(in.list_unsubscribe, out);
+        !s.ok()) {
+      return s;
+    }
+  }
   out->append(raw_);
   return absl::OkStatus();
 }
@@ -320,10 +379,18 @@ absl::Status CompiledContent::Render(const RenderInput& in,
   AppendSanitized(in.message_id, out);
   out->append(">\r\nMIME-Version: 1.0\r\n");
   out->append(reply_to_line_);
+  const bool list_unsubscribe = !in.list_unsubscribe.empty();
   for (const HeaderTemplate& h : headers_) {
+    if (list_unsubscribe && IsListUnsubscribeHeader(h.name)) continue;
     scratch.clear();
     Merge(h.value, vals, in.rcpt, &scratch);
     AppendUnstructuredHeader(h.name, scratch, out);
+  }
+  if (list_unsubscribe) {
+    if (absl::Status s = AppendListUnsubscribeLines(in.list_unsubscribe, out);
+        !s.ok()) {
+      return s;
+    }
   }
 
   const bool has_html = !html_.empty();

@@ -29,6 +29,11 @@ struct RenderInput {
   absl::Span<const MergeField> fields;   // this recipient's merge data
   absl::string_view message_id;           // without <>, e.g. "abc@host"
   absl::Time date;
+  // Full List-Unsubscribe value (RFC 2369), ASCII, e.g. "<mailto:...>,
+  // <https://...>"; empty = none. When set, Render adds List-Unsubscribe and
+  // "List-Unsubscribe-Post: List-Unsubscribe=One-Click" (RFC 8058) after the
+  // content's own headers, replacing any the content set itself.
+  absl::string_view list_unsubscribe;
 };
 
 class CompiledContent {
@@ -104,6 +109,7 @@ class CompiledContent {
   bool is_raw_ = false;
   bool raw_has_date_ = false;
   bool raw_has_message_id_ = false;
+  bool raw_has_list_unsubscribe_ = false;
   std::string raw_;
 };
 
