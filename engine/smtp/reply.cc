@@ -21,6 +21,9 @@ const char* StageName(Stage s) {
     case Stage::kDataEnd: return "data_end";
     case Stage::kRset: return "rset";
     case Stage::kQuit: return "quit";
+    case Stage::kStartTls: return "starttls";
+    case Stage::kTlsHandshake: return "tls_handshake";
+    case Stage::kBdat: return "bdat";
   }
   return "unknown";
 }
@@ -34,6 +37,16 @@ std::string Reply::ToString() const {
   if (!enhanced.empty()) absl::StrAppend(&out, " ", enhanced);
   if (!first.empty()) absl::StrAppend(&out, " ", first);
   return out;
+}
+
+const char* TlsPolicyName(TlsPolicy p) {
+  switch (p) {
+    case TlsPolicy::kDisabled: return "disabled";
+    case TlsPolicy::kOpportunistic: return "opportunistic";
+    case TlsPolicy::kRequired: return "required";
+    case TlsPolicy::kRequiredVerify: return "required_verify";
+  }
+  return "?";
 }
 
 const Reply& TransactionResult::ForRecipient(size_t i) const {

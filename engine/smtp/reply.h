@@ -19,6 +19,9 @@ enum class Stage {
   kDataEnd,   // the reply to the final "."
   kRset,
   kQuit,
+  kStartTls,      // the reply to STARTTLS (RFC 3207)
+  kTlsHandshake,  // the TLS handshake after "220" to STARTTLS (no reply)
+  kBdat,          // the reply to "BDAT <n> LAST" (RFC 3030)
 };
 const char* StageName(Stage s);
 

@@ -27,12 +27,44 @@ struct Timeouts {
   absl::Duration data_block = absl::Minutes(3);
   absl::Duration data_end = absl::Minutes(10);
   absl::Duration quit = absl::Seconds(30);
+  absl::Duration starttls = absl::Minutes(5);  // the 220 and the handshake
+};
+
+// RFC 3207 STARTTLS policy for one connection.
+enum class TlsPolicy {
+  kDisabled,       // never STARTTLS
+  kOpportunistic,  // STARTTLS when offered, no certificate check; a failed
+                   // handshake closes with Stage::kTlsHandshake so the owner
+                   // can reconnect in plaintext (see TlsFallbackMemory)
+  kRequired,       // no STARTTLS or a failed handshake: transient failure
+  kRequiredVerify, // kRequired + chain (CA store) and MX host name verified
+};
+const char* TlsPolicyName(TlsPolicy p);
+
+class TlsClientContext;  // tls_engine.h
+
+struct TlsOptions {
+  TlsPolicy policy = TlsPolicy::kOpportunistic;
+  // Not owned; one per loop thread (SSL_CTX, CA store, session cache). Null:
+  // the calling thread's default (system CA store, see tls_engine.h).
+  TlsClientContext* context = nullptr;
 };
 
 struct SessionOptions {
   std::string helo_name = "localhost";
   Timeouts timeouts;
   bool use_pipelining = true;  // when the server offers it
+  bool use_chunking = true;    // BDAT when the server offers CHUNKING
+  TlsOptions tls;
+};
+
+// What TLS the session negotiated (active == false: plaintext).
+struct TlsInfo {
+  bool active = false;
+  bool verified = false;  // chain and host name checked (kRequiredVerify)
+  bool resumed = false;   // an earlier session to this endpoint was resumed
+  std::string version;    // "TLSv1.3"
+  std::string cipher;     // "TLS_AES_128_GCM_SHA256"
 };
 
 // What the server said in answer to EHLO.
@@ -50,7 +82,8 @@ struct Transaction {
   std::string mail_from;          // address without <>
   std::vector<std::string> rcpts; // addresses without <>
   // Message in wire form: CRLF line ends, dot-stuffed, without the final
-  // ".\r\n" (the session adds it).
+  // ".\r\n" (the session adds it). With BDAT the session sends it
+  // un-stuffed (a copy only when a line starts with "..").
   std::string data;
 };
 
@@ -59,6 +92,9 @@ struct TransactionResult {
   std::vector<Reply> rcpts;  // one per Transaction::rcpts, same order
   Reply data;                // the 354 (or its failure)
   Reply data_end;            // the reply to "." (valid if data was 354)
+  // With CHUNKING, `data` is a synthetic 354 (stage kBdat) once "BDAT <n>
+  // LAST" went out and `data_end` is the reply to it, so readers need not
+  // know which of DATA and BDAT carried the message.
   // The reply that applies to recipient i: MAIL's when that failed (with
   // PIPELINING the RCPTs then only got "503 need MAIL"), else its RCPT reply
   // when that failed, else DATA's when it was not 354, else the final one.
