@@ -116,6 +116,24 @@ class DeliveryTest(unittest.TestCase):
                 self.assertEqual(c["delivered"], 2, c)  # fallback + implicit MX
                 self.assertEqual(c["bounced"], 2, c)    # null MX + NXDOMAIN
 
+    def test_421_moves_on_to_the_next_mx(self):
+        domains = [f"f{i}.{ZONE}" for i in range(3)]
+        mx = {d: [(10, f"mx1.{ZONE}"), (20, f"mx2.{ZONE}")] for d in domains}
+        with peers.SmtpSink(disconnect_421=["MAIL"]) as bad, \
+                peers.SmtpSink(host="127.0.0.2", port=bad.port) as good, \
+                peers.Dnsmasq(mx=mx, a={f"mx1.{ZONE}": "127.0.0.1",
+                                        f"mx2.{ZONE}": "127.0.0.2"},
+                              local=[ZONE]) as dns:
+            with self.salvo(**{"dns.servers": dns.server,
+                               "delivery.smtp_port": bad.port}) as s:
+                cid = s.submit_campaign(build_campaign(60, domains, 500))
+                c = s.wait_settled(cid, timeout=60)
+                self.assertEqual(c["delivered"], 60, c)
+                self.assertEqual(c["deferred"] + c["bounced"], 0, c)
+                good.wait_for(60)
+                self.assertEqual(bad.message_count(), 0)
+                self.assertGreater(bad.counters()["sess"], 0)
+
     def test_transactional_mail_does_not_wait_behind_a_campaign(self):
         domain = f"busy.{ZONE}"
         with peers.SmtpSink() as sink:

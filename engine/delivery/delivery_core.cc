@@ -395,24 +395,46 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
   work->txn.data = std::move(data);
   uint64_t id = job.key.id;
   active_.emplace(id, std::make_pair(d, std::move(job)));
-  work->done = [this, id, host](const smtp::TransactionResult& result) {
-    OnResult(id, host, result.ForRecipient(0));
+  PoolState* ps = d->pool;
+  work->done = [this, id, ps, host](const smtp::TransactionResult& result) {
+    OnResult(id, ps, host, classify::ForRecipient(result, 0));
   };
   return true;
 }
 
-void DeliveryCore::OnResult(uint64_t job_id, const std::string& host,
-                            const smtp::Reply& reply) {
+void DeliveryCore::OnResult(uint64_t job_id, PoolState* ps,
+                            const std::string& host,
+                            const classify::Verdict& verdict) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   Destination* d = it->second.first;
   Job job = std::move(it->second.second);
   active_.erase(it);
-  if (shutting_down_ && !reply.IsPositive() && !reply.IsPermanent()) {
+  const smtp::Reply& reply = verdict.reply;
+  if (shutting_down_ && verdict.action != classify::Action::kDelivered &&
+      verdict.action != classify::Action::kBounce) {
     // Cut short by shutdown: the entry stays queued as it was.
     --in_flight_;
     leased_.erase(job.key.id);
     in_flight_table_->Add(job.rec.content_id(), -1);
+    return;
+  }
+  if (verdict.action == classify::Action::kTryNextMx &&
+      ++job.session_failures <= options_.max_session_failures) {
+    // Session scope: this connection (a 421: this MX for a while) failed,
+    // not the message. Try again on another session or the next MX.
+    if (job.key.lane == storage::Lane::kTransactional) {
+      d->transactional.push_front(std::move(job));
+    } else {
+      d->bulk.push_front(std::move(job));
+    }
+    if (reply.code == 421 && !reply.synthetic && ps != nullptr &&
+        !ps->pool->down()) {
+      // Every destination waiting on this MX moves on, not only this one.
+      ps->pool->MarkDown(options_.down_after_421);
+      OnEndpointDown(*ps->pool, reply);
+    }
+    Kick(d);
     return;
   }
   Finish(d, std::move(job), reply, host);

@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "engine/core/clock.h"
 #include "engine/core/loop.h"
+#include "engine/classify/blast_radius.h"
 #include "engine/delivery/content_cache.h"
 #include "engine/dns/mx_resolver.h"
 #include "engine/metrics/registry.h"
@@ -47,6 +48,11 @@ class DeliveryCore : public pool::PoolDelegate {
     absl::Duration scan_interval = absl::Milliseconds(100);
     absl::Duration throttle_requeue = absl::Seconds(5);
     absl::Duration shutdown_grace = absl::Seconds(10);
+    // A 421 takes its MX out of use this long (the next MX is tried).
+    absl::Duration down_after_421 = absl::Seconds(10);
+    // Session-level failures (421, dropped connection, timeout) a recipient
+    // may meet in one lease before it is deferred.
+    int max_session_failures = 2;
   };
 
   DeliveryCore(core::Loop& loop, const Options& options,
@@ -75,6 +81,7 @@ class DeliveryCore : public pool::PoolDelegate {
   struct Job {
     storage::QueueKey key;
     storage::Recipient rec;
+    int session_failures = 0;  // this lease: 421s / dropped sessions
   };
   struct Destination;
   struct PoolState {
@@ -103,8 +110,8 @@ class DeliveryCore : public pool::PoolDelegate {
                const std::string& host);
   bool BuildWork(Destination* d, Job job, const std::string& host,
                  pool::PoolWork* work);
-  void OnResult(uint64_t job_id, const std::string& host,
-                const smtp::Reply& reply);
+  void OnResult(uint64_t job_id, PoolState* ps, const std::string& host,
+                const classify::Verdict& verdict);
   void Finish(Destination* d, Job&& job, const smtp::Reply& reply,
               const std::string& host);
   void Record(Destination* d, Job&& job, Final kind,

@@ -6,6 +6,7 @@
 #ifndef SALVO_ENGINE_POOL_CONNECTION_POOL_H_
 #define SALVO_ENGINE_POOL_CONNECTION_POOL_H_
 
+#include <algorithm>
 #include <functional>
 #include <list>
 #include <memory>
@@ -64,6 +65,10 @@ class ConnectionPool {
   void AbortAll();
 
   bool down() const { return clock_.Now() < down_until_; }
+  // Takes the endpoint out of use for `d` (e.g. after a 421).
+  void MarkDown(absl::Duration d) {
+    down_until_ = std::max(down_until_, clock_.Now() + d);
+  }
   absl::Time down_until() const { return down_until_; }
   const smtp::Endpoint& endpoint() const { return endpoint_; }
   const std::string& key() const { return key_; }

@@ -161,18 +161,20 @@ class _Peer:
             procs.kill_group(self.proc.pid, proc=self.proc)
             self.proc = None
 
-    def _spawn_listening(self, make_argv, stdout_name, udp_too=False):
-        """Starts make_argv(port) on a free port; retries if the port was
-        taken between free_port() and the child's bind()."""
+    def _spawn_listening(self, make_argv, stdout_name, udp_too=False,
+                         host=HOST, port=None):
+        """Starts make_argv(port) on a free port (or the given one); retries
+        if the port was taken between free_port() and the child's bind()."""
+        fixed = port
         for _ in range(3):
-            port = free_port(udp_too=udp_too)
+            port = fixed or free_port(udp_too=udp_too)
             out = open(os.path.join(self.dir, stdout_name), "wb")
             err = open(os.path.join(self.dir, stdout_name + ".err"), "wb")
             with out, err:
                 self.proc = procs.spawn(make_argv(port), stdout=out,
                                         stderr=err, stdin=subprocess.DEVNULL)
             try:
-                wait_port(port, proc=self.proc)
+                wait_port(port, host=host, proc=self.proc)
                 self.port = port
                 return
             except RuntimeError:
@@ -216,8 +218,13 @@ class SmtpSink(_Peer):
     def __init__(self, args=(), pipelining=True, enhanced_codes=True,
                  eightbit=True, reject_soft=(), reject_hard=(), disconnect=(),
                  disconnect_421=(), delays=None, abort_data=None, dump=False,
-                 backlog=1024, max_conns=1024, hostname="smtp-sink.test"):
+                 backlog=1024, max_conns=1024, hostname="smtp-sink.test",
+                 host=HOST, port=None):
         super().__init__()
+        # host/port: listen elsewhere on loopback (e.g. 127.0.0.2 on the
+        # port of another sink, as a second MX on the same SMTP port).
+        self._host = host
+        self._fixed_port = port
         flags = ["-c", "-m", str(max_conns), "-h", hostname]
         if os.geteuid() == 0:
             flags += ["-u", "root"]
@@ -247,7 +254,8 @@ class SmtpSink(_Peer):
             flags += ["-D", os.path.join(self.dir, "dump")]
         self._spawn_listening(
             lambda port: [SMTP_SINK] + flags +
-            ["%s:%d" % (HOST, port), str(self._backlog)], "counters")
+            ["%s:%d" % (self._host, port), str(self._backlog)], "counters",
+            host=self._host, port=self._fixed_port)
 
     def counters(self):
         """{"sess": n, "quit": n, "mesg": n} from the latest -c record."""
