@@ -18,12 +18,12 @@ test: deps
 
 demo: deps
 	$(BAZEL) build //engine:salvo
-	$(PY) deploy/demo.py
+	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) deploy/demo.py
 
 # End-to-end benchmark: N personalized 5 KB messages over D domains.
 bench: deps
 	$(BAZEL) build //engine:salvo
-	$(PY) bench/e2e_bench.py --recipients $${N:-100000} --domains $${D:-50}
+	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/e2e_bench.py --recipients $${N:-100000} --domains $${D:-50}
 
 bench-micro: deps
 	$(BAZEL) run //bench:queue_bench
