@@ -1,0 +1,113 @@
+// Relaxed canonicalization: RFC 6376 3.4.6 example, trailing empty lines,
+// dot-unstuffing, header splitting with continuation lines.
+#include "engine/dkim/canon.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace salvo::dkim {
+namespace {
+
+struct StringSink {
+  std::string out;
+  void Append(absl::string_view s) { out.append(s.data(), s.size()); }
+};
+
+std::string Body(absl::string_view body) {
+  StringSink sink;
+  CanonicalizeBodyRelaxed(body, sink);
+  return sink.out;
+}
+
+std::string Headers(absl::string_view message) {
+  StringSink sink;
+  SplitHeaders(message, [&](const HeaderField& f) {
+    CanonicalizeHeaderRelaxed(f, true, sink);
+  });
+  return sink.out;
+}
+
+// RFC 6376 section 3.4.6, relaxed/relaxed.
+TEST(CanonTest, Rfc6376Example) {
+  const absl::string_view message =
+      "A: X\r\n"
+      "B : Y\t\r\n"
+      "\tZ  \r\n"
+      "\r\n"
+      " C \r\n"
+      "D \t E\r\n"
+      "\r\n"
+      "\r\n";
+  StringSink headers;
+  size_t body = SplitHeaders(message, [&](const HeaderField& f) {
+    CanonicalizeHeaderRelaxed(f, true, headers);
+  });
+  EXPECT_EQ(headers.out, "a:X\r\nb:Y Z\r\n");
+  EXPECT_EQ(Body(message.substr(body)), " C\r\nD E\r\n");
+}
+
+TEST(CanonTest, EmptyBodyIsEmpty) {
+  EXPECT_EQ(Body(""), "");
+  EXPECT_EQ(Body("\r\n\r\n  \r\n\t\r\n"), "");
+}
+
+TEST(CanonTest, TrailingEmptyLinesDroppedInnerOnesKept) {
+  EXPECT_EQ(Body("a\r\n\r\n\r\nb\r\n\r\n \r\n"), "a\r\n\r\n\r\nb\r\n");
+}
+
+TEST(CanonTest, LastLineWithoutCrlfGetsOne) {
+  EXPECT_EQ(Body("a  b \t"), "a b\r\n");
+}
+
+TEST(CanonTest, DotStuffedLinesAreUnstuffed) {
+  EXPECT_EQ(Body("..\r\n..hidden\r\n.. x  \r\nend\r\n"),
+            ".\r\n.hidden\r\n. x\r\nend\r\n");
+  // A header line may be stuffed too.
+  EXPECT_EQ(Headers("..X-Dot: v\r\n\r\n"), ".x-dot:v\r\n");
+}
+
+TEST(CanonTest, HeaderUnfoldsAndTrims) {
+  EXPECT_EQ(Headers("Subject:   Hello\r\n \t  wide\r\n  world  \r\n\r\nb\r\n"),
+            "subject:Hello wide world\r\n");
+  EXPECT_EQ(Headers("X-Empty:\r\n\r\n"), "x-empty:\r\n");
+  EXPECT_EQ(Headers("X-Ws: \t \r\n\r\n"), "x-ws:\r\n");
+}
+
+TEST(CanonTest, SplitHeadersFindsFieldsAndBody) {
+  const absl::string_view message =
+      "From: a@b.example\r\n"
+      "To: c@d.example,\r\n"
+      "  e@f.example\r\n"
+      "no colon here\r\n"
+      "Subject : hi\r\n"
+      "\r\n"
+      "body\r\n";
+  std::vector<std::pair<std::string, std::string>> fields;
+  size_t body = SplitHeaders(message, [&](const HeaderField& f) {
+    fields.emplace_back(std::string(f.name), std::string(f.raw));
+  });
+  EXPECT_THAT(
+      fields,
+      testing::ElementsAre(
+          testing::Pair("From", "From: a@b.example\r\n"),
+          testing::Pair("To", "To: c@d.example,\r\n  e@f.example\r\n"),
+          testing::Pair("Subject", "Subject : hi\r\n")));
+  EXPECT_EQ(message.substr(body), "body\r\n");
+}
+
+TEST(CanonTest, NoBody) {
+  const absl::string_view message = "From: a@b.example\r\n";
+  EXPECT_EQ(SplitHeaders(message, [](const HeaderField&) {}), message.size());
+}
+
+TEST(CanonTest, LongHeaderNameIsLowercasedInChunks) {
+  std::string name(150, 'Q');
+  EXPECT_EQ(Headers(name + ": v\r\n\r\n"), std::string(150, 'q') + ":v\r\n");
+}
+
+}  // namespace
+}  // namespace salvo::dkim

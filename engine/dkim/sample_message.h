@@ -1,0 +1,20 @@
+// Test and bench helper: one message in SMTP wire form written by the real
+// renderer (engine/render) from a campaign with html + text parts, merge
+// fields, List-Unsubscribe and lines that get dot-stuffed. From is
+// "Salvo Shop <news@shop.example>". Any thread.
+#ifndef SALVO_ENGINE_DKIM_SAMPLE_MESSAGE_H_
+#define SALVO_ENGINE_DKIM_SAMPLE_MESSAGE_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace salvo::dkim {
+
+// A rendered message of roughly `approx_bytes` (at least ~1 KB).
+absl::StatusOr<std::string> RenderSampleMessage(size_t approx_bytes);
+
+}  // namespace salvo::dkim
+
+#endif  // SALVO_ENGINE_DKIM_SAMPLE_MESSAGE_H_
