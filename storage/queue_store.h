@@ -5,6 +5,8 @@
 //   'C' content_id:u64                       -> Content     (stored once)
 //   'N' content_id:u64 counter:u8            -> int64       (merge-add counters)
 //   'O' content_id:u64 id:u64                -> Outcome     (latest outcome)
+//   'S' tenant_len:u8 tenant folded_entry    -> suppression entry
+//                                      (storage/suppression_store.h)
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
 //
