@@ -19,6 +19,46 @@ bool Is2xx(const Reply& r) { return r.code >= 200 && r.code < 300; }
 // A result field that no server reply has filled yet.
 bool Unset(const Reply& r) { return r.synthetic && r.code == 0; }
 
+bool IsAscii(absl::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  }
+  return true;
+}
+
+// A locally decided outcome (nothing was sent for it).
+Reply LocalReply(Stage stage, int code, absl::string_view enhanced,
+                 absl::string_view text) {
+  Reply r;
+  r.code = code;
+  r.enhanced = std::string(enhanced);
+  r.text = std::string(text);
+  r.stage = stage;
+  r.synthetic = true;
+  return r;
+}
+
+// Dot-stuffed wire form -> the message as BDAT carries it. Moves `data`
+// through unless a line starts with '.'.
+std::string Unstuff(std::string data) {
+  bool any = absl::StartsWith(data, ".") ||
+             data.find("\r\n.") != std::string::npos;
+  if (!any) return data;
+  std::string out;
+  out.reserve(data.size());
+  bool line_start = true;
+  for (size_t i = 0; i < data.size(); ++i) {
+    char c = data[i];
+    if (line_start && c == '.') {
+      line_start = false;
+      continue;  // the stuffed dot
+    }
+    out.push_back(c);
+    line_start = c == '\n';
+  }
+  return out;
+}
+
 }  // namespace
 
 ClientFsm::ClientFsm(const SessionOptions& options) : options_(options) {}
@@ -45,6 +85,9 @@ absl::Duration ClientFsm::TimeoutFor(Stage s) const {
     case Stage::kData: return t.data_init;
     case Stage::kDataEnd: return t.data_end;
     case Stage::kQuit: return t.quit;
+    case Stage::kStartTls:
+    case Stage::kTlsHandshake: return t.starttls;
+    case Stage::kBdat: return t.data_end;
   }
   return t.mail;
 }
@@ -74,6 +117,8 @@ void ClientFsm::AppendCommand(const Command& c, std::string* buf) {
       if (ext_.size >= 0) {
         absl::StrAppend(buf, " SIZE=", txn_.data.size() + kDotCrlf.size());
       }
+      if (eight_bit_) buf->append(" BODY=8BITMIME");
+      if (utf8_) buf->append(" SMTPUTF8");
       buf->append("\r\n");
       break;
     case Stage::kRcpt:
@@ -82,8 +127,11 @@ void ClientFsm::AppendCommand(const Command& c, std::string* buf) {
     case Stage::kData: buf->append("DATA\r\n"); break;
     case Stage::kRset: buf->append("RSET\r\n"); break;
     case Stage::kQuit: buf->append("QUIT\r\n"); break;
+    case Stage::kStartTls: buf->append("STARTTLS\r\n"); break;
     case Stage::kConnect:
     case Stage::kGreeting:
+    case Stage::kTlsHandshake:
+    case Stage::kBdat:
     case Stage::kDataEnd: break;  // nothing to write (or written elsewhere)
   }
 }
@@ -140,12 +188,36 @@ void ClientFsm::OnConnected(FsmActions* out) {
 }
 
 void ClientFsm::OnData(absl::string_view bytes, FsmActions* out) {
+  // Commands sent after these bytes arrived have seq > limit.
+  const uint64_t limit = sent_ > 0 ? table_[sent_ - 1].seq : 0;
   while (!bytes.empty() && phase_ != Phase::kClosed) {
+    if (phase_ == Phase::kTls) {
+      OnProtocolViolation("protocol violation: plaintext after the STARTTLS "
+                          "220 (CVE-2021-38371)",
+                          out);
+      return;
+    }
     ReplyParser::Status s = parser_.Parse(&bytes, &scratch_);
     if (s == ReplyParser::Status::kNeedMore) break;
     if (s == ReplyParser::Status::kError) {
       FailSession(Synthetic(CurrentStage(),
                             absl::StrCat("protocol error: ", parser_.error())),
+                  out);
+      return;
+    }
+    if (acked_ < sent_ && table_[acked_].seq > limit) {
+      FailSession(Synthetic(CurrentStage(),
+                            absl::StrCat("protocol error: reply before its "
+                                         "command was sent (desync): ",
+                                         scratch_.code)),
+                  out);
+      return;
+    }
+    if (acked_ < sent_ && table_[acked_].stage == Stage::kStartTls &&
+        scratch_.code == 220 && !bytes.empty()) {
+      FailSession(Synthetic(Stage::kStartTls,
+                            "protocol violation: data after the STARTTLS 220 "
+                            "before the TLS handshake (CVE-2021-38371)"),
                   out);
       return;
     }
@@ -157,6 +229,11 @@ void ClientFsm::OnData(absl::string_view bytes, FsmActions* out) {
 
 void ClientFsm::OnReply(Reply r, FsmActions* out) {
   if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kTls) {
+    OnProtocolViolation("protocol violation: reply during the TLS handshake",
+                        out);
+    return;
+  }
   if (acked_ >= sent_ || table_[acked_].stage == Stage::kConnect) {
     if (r.code == 421) {  // e.g. an idle timeout at the server
       r.stage = CurrentStage();
@@ -172,6 +249,16 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
   }
   const Command c = table_[acked_++];
   r.stage = c.stage;
+  const bool is3xx = r.code >= 300 && r.code < 400;
+  if (c.stage == Stage::kData ? Is2xx(r) : is3xx) {
+    // Not recorded: the reply belongs to some other command.
+    FailSession(Synthetic(c.stage, absl::StrCat("protocol error: unexpected ",
+                                                r.code, " to ",
+                                                StageName(c.stage),
+                                                " (desync)")),
+                out);
+    return;
+  }
   if (r.code == 421 && c.stage != Stage::kQuit) {
     // The server is closing the connection: nothing more will be answered.
     if (in_txn_) {
@@ -193,7 +280,7 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
     case Stage::kHelo:
       if (r.code == 250) {
         if (c.stage == Stage::kEhlo) ParseExtensions(r.text);
-        GoIdle(out);
+        AfterEhlo(c.stage, out);
       } else if (c.stage == Stage::kEhlo && r.code >= 500) {
         SendCommandNow(Stage::kHelo, out);
       } else {
@@ -216,10 +303,78 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
     case Stage::kQuit:
       Close(have_close_reason_ ? close_reason_ : std::move(r), out);
       return;
+    case Stage::kStartTls:
+      if (r.code == 220) {
+        phase_ = Phase::kTls;
+        Push(Stage::kTlsHandshake);  // "sent" by starting it
+        ++sent_;
+        last_stage_ = Stage::kTlsHandshake;
+        FsmAction a;
+        a.type = FsmAction::Type::kStartTls;
+        out->push_back(std::move(a));
+      } else if (TlsRequired()) {
+        QuitBecause(Synthetic(Stage::kStartTls,
+                              absl::StrCat("TLS required but STARTTLS was "
+                                           "refused: ",
+                                           r.ToString())),
+                    out);
+      } else {
+        GoIdle(out);  // plaintext with the extensions we have
+      }
+      break;
+    case Stage::kBdat:
+      OnTxnReply(c, &r, out);
+      break;
     case Stage::kConnect:
+    case Stage::kTlsHandshake:
       break;
   }
   SyncTimer(out);
+}
+
+bool ClientFsm::TlsRequired() const {
+  return options_.tls.policy == TlsPolicy::kRequired ||
+         options_.tls.policy == TlsPolicy::kRequiredVerify;
+}
+
+void ClientFsm::AfterEhlo(Stage stage, FsmActions* out) {
+  if (!tls_active_ && ext_.starttls &&
+      options_.tls.policy != TlsPolicy::kDisabled) {
+    SendCommandNow(Stage::kStartTls, out);
+    return;
+  }
+  if (!tls_active_ && TlsRequired()) {
+    QuitBecause(Synthetic(stage, "TLS required but the server does not "
+                                 "offer STARTTLS"),
+                out);
+    return;
+  }
+  GoIdle(out);
+}
+
+void ClientFsm::OnTlsEstablished(FsmActions* out) {
+  if (phase_ != Phase::kTls) return;
+  ++acked_;  // the handshake
+  tls_active_ = true;
+  phase_ = Phase::kHandshake;
+  parser_.Reset();
+  ext_ = Extensions();  // RFC 3207: forget what was said in plaintext
+  SendCommandNow(Stage::kEhlo, out);
+  SyncTimer(out);
+}
+
+void ClientFsm::OnTlsFailed(absl::string_view why, FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  FailSession(Synthetic(Stage::kTlsHandshake,
+                        absl::StrCat("TLS handshake failed: ", why)),
+              out);
+}
+
+void ClientFsm::OnProtocolViolation(absl::string_view why, FsmActions* out) {
+  if (phase_ == Phase::kClosed) return;
+  FailSession(
+      Synthetic(phase_ == Phase::kTls ? Stage::kStartTls : CurrentStage(), why),
+      out);
 }
 
 // Records the reply; with `out` == nullptr only records (session failing).
@@ -239,12 +394,17 @@ void ClientFsm::OnTxnReply(const Command& c, Reply* r, FsmActions* out) {
     case Stage::kRcpt: {
       if (Is2xx(*r)) ++accepted_;
       result_.rcpts[c.rcpt] = std::move(*r);
-      if (out == nullptr || pipelining_) return;
-      bool last_rcpt = c.rcpt + 1 == static_cast<int>(txn_.rcpts.size());
-      if (!last_rcpt || accepted_ > 0) {
-        SendNextCommand(out);  // next RCPT, or DATA
+      if (out == nullptr || (pipelining_ && !bdat_)) return;
+      bool last_rcpt = acked_ >= table_.size() ||
+                       table_[acked_].stage != Stage::kRcpt;
+      if (!last_rcpt) {
+        if (!pipelining_) SendNextCommand(out);  // next RCPT
+      } else if (accepted_ == 0 || !Is2xx(result_.mail)) {
+        FinishTxn(/*rset=*/Is2xx(result_.mail), out);
+      } else if (bdat_) {
+        SendBdat(out);
       } else {
-        FinishTxn(/*rset=*/true, out);
+        SendNextCommand(out);  // DATA
       }
       return;
     }
@@ -260,6 +420,7 @@ void ClientFsm::OnTxnReply(const Command& c, Reply* r, FsmActions* out) {
       return;
     }
     case Stage::kDataEnd:
+    case Stage::kBdat:
       result_.data_end = std::move(*r);
       if (out != nullptr) FinishTxn(/*rset=*/false, out);
       return;
@@ -284,6 +445,33 @@ void ClientFsm::SendBody(FsmActions* out) {
     a.tail = kDotCrlf;
   }
   out->push_back(std::move(a));
+}
+
+void ClientFsm::SendBdat(FsmActions* out) {
+  Push(Stage::kBdat);
+  ++sent_;
+  last_stage_ = Stage::kBdat;
+  result_.data = LocalReply(Stage::kBdat, 354, "", "BDAT (no DATA command)");
+  FsmAction a;
+  a.type = FsmAction::Type::kWrite;
+  a.body = Unstuff(std::move(txn_.data));
+  if (!a.body.empty() && !absl::EndsWith(a.body, "\r\n")) a.tail = "\r\n";
+  absl::StrAppend(&a.bytes, "BDAT ", a.body.size() + a.tail.size(),
+                  " LAST\r\n");
+  out->push_back(std::move(a));
+}
+
+void ClientFsm::FailLocally(const Transaction& txn, const Reply& reply,
+                            FsmActions* out) {
+  FsmAction a;
+  a.type = FsmAction::Type::kTransactionDone;
+  a.result.mail = reply;
+  a.result.rcpts.assign(txn.rcpts.size(), reply);
+  a.result.data = reply;
+  a.result.data_end = reply;
+  ++transactions_;
+  out->push_back(std::move(a));
+  GoIdle(out);
 }
 
 void ClientFsm::FinishTxn(bool rset, FsmActions* out) {
@@ -338,27 +526,71 @@ void ClientFsm::Send(Transaction txn, FsmActions* out) {
     out->push_back(std::move(a));
     return;
   }
-  phase_ = Phase::kBusy;
-  in_txn_ = true;
-  txn_ = std::move(txn);
-  accepted_ = 0;
-  const int n = static_cast<int>(txn_.rcpts.size());
+  if (ext_.size > 0 &&
+      static_cast<int64_t>(txn.data.size() + kDotCrlf.size()) > ext_.size) {
+    FailLocally(txn,
+                LocalReply(Stage::kMail, 552, "5.3.4",
+                           absl::StrCat("message size ",
+                                        txn.data.size() + kDotCrlf.size(),
+                                        " exceeds the server's SIZE ",
+                                        ext_.size)),
+                out);
+    return;
+  }
+  const Reply no_utf8 = LocalReply(
+      Stage::kRcpt, 553, "5.6.7",
+      "internationalized address but the server does not offer SMTPUTF8");
+  utf8_ = !IsAscii(txn.mail_from);
+  if (utf8_ && !ext_.smtputf8) {
+    Reply r = no_utf8;
+    r.stage = Stage::kMail;
+    FailLocally(txn, r, out);
+    return;
+  }
+  const int n = static_cast<int>(txn.rcpts.size());
   result_ = TransactionResult();
   result_.mail = Synthetic(Stage::kMail, "");
   result_.rcpts.assign(n, Synthetic(Stage::kRcpt, ""));
   result_.data = Synthetic(Stage::kData, "");
   result_.data_end = Synthetic(Stage::kDataEnd, "");
+  std::vector<bool> send_rcpt(n, true);
+  int to_send = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!IsAscii(txn.rcpts[i])) {
+      if (ext_.smtputf8) {
+        utf8_ = true;
+      } else {
+        send_rcpt[i] = false;
+        result_.rcpts[i] = no_utf8;
+        continue;
+      }
+    }
+    ++to_send;
+  }
+  if (to_send == 0) {
+    FailLocally(txn, no_utf8, out);
+    result_ = TransactionResult();
+    return;
+  }
+  eight_bit_ = ext_.eight_bit_mime && !IsAscii(txn.data);
+  bdat_ = ext_.chunking && options_.use_chunking;
+  phase_ = Phase::kBusy;
+  in_txn_ = true;
+  txn_ = std::move(txn);
+  accepted_ = 0;
 
   Push(Stage::kMail);
-  for (int i = 0; i < n; ++i) Push(Stage::kRcpt, i);
-  Push(Stage::kData);
+  for (int i = 0; i < n; ++i) {
+    if (send_rcpt[i]) Push(Stage::kRcpt, i);
+  }
+  if (!bdat_) Push(Stage::kData);
   pipelining_ = ext_.pipelining && options_.use_pipelining;
   if (pipelining_) {
     FsmAction a;
     a.type = FsmAction::Type::kWrite;
     a.bytes.reserve(64 + 48 * n);
     while (sent_ < table_.size()) AppendCommand(table_[sent_++], &a.bytes);
-    last_stage_ = Stage::kData;
+    last_stage_ = table_.back().stage;
     out->push_back(std::move(a));
   } else {
     SendNextCommand(out);
@@ -375,6 +607,7 @@ void ClientFsm::Quit(FsmActions* out) {
       Close(Synthetic(Stage::kConnect, "quit before connect"), out);
       break;
     case Phase::kHandshake:
+    case Phase::kTls:
     case Phase::kBusy:
       quit_requested_ = true;
       break;

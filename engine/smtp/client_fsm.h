@@ -12,6 +12,19 @@
 // EHLO falls back to HELO on 5xx. RSET follows a failed transaction in which
 // MAIL was accepted. Session failures (timeout, close, 421, desync, malformed
 // reply) complete a transaction in flight with synthetic transient replies.
+//
+// STARTTLS (RFC 3207, per SessionOptions::tls): after EHLO, "STARTTLS"; on
+// 220 the FSM emits kStartTls and waits for OnTlsEstablished() (then EHLO
+// again, extensions from the new reply) or OnTlsFailed() (close, stage
+// kTlsHandshake). Bytes after the 220 in the same read (CVE-2021-38371) are
+// a protocol violation: close. A reply that arrives in the same read as the
+// reply that made us send its command (the server answered before it could
+// have read the command), or a 3xx to anything but DATA, or a 2xx to DATA,
+// is a desync: close, transient for all.
+// Extensions: SIZE (too big: 552 5.3.4 locally, nothing sent), SMTPUTF8
+// (non-ASCII addresses only when offered, else 553 5.6.7 locally for those
+// addresses), BODY=8BITMIME for 8-bit bodies when offered, CHUNKING (after
+// the RCPT replies, "BDAT <n> LAST" + the un-dot-stuffed body in one write).
 #ifndef SALVO_ENGINE_SMTP_CLIENT_FSM_H_
 #define SALVO_ENGINE_SMTP_CLIENT_FSM_H_
 
@@ -35,6 +48,7 @@ struct FsmAction {
     kTransactionDone,  // `result` for the transaction given to Send()
     kReady,            // idle: Send() or Quit() may be called
     kClose,            // close the connection; `reply` says why
+    kStartTls,         // start the TLS handshake; no more plaintext reads
   };
   Type type = Type::kWrite;
   std::string bytes;
@@ -62,6 +76,12 @@ class ClientFsm {
   void OnTimeout(FsmActions* out);
   // EOF, read/write error or failed connect.
   void OnConnectionClosed(absl::string_view why, FsmActions* out);
+  // After kStartTls: the handshake completed / failed (`why`: the TLS error).
+  void OnTlsEstablished(FsmActions* out);
+  void OnTlsFailed(absl::string_view why, FsmActions* out);
+  // The session saw something the FSM cannot (e.g. plaintext where TLS
+  // records were due): close with `why`.
+  void OnProtocolViolation(absl::string_view why, FsmActions* out);
 
   // Only while idle(); otherwise `done` follows at once with a synthetic
   // transient result.
@@ -73,11 +93,14 @@ class ClientFsm {
 
   bool idle() const { return phase_ == Phase::kIdle; }
   bool closed() const { return phase_ == Phase::kClosed; }
+  bool tls_active() const { return tls_active_; }
   const Extensions& extensions() const { return ext_; }
   int transactions() const { return transactions_; }
 
  private:
-  enum class Phase { kNew, kHandshake, kIdle, kBusy, kQuitting, kClosed };
+  enum class Phase {
+    kNew, kHandshake, kTls, kIdle, kBusy, kQuitting, kClosed
+  };
   struct Command {
     Stage stage;
     int rcpt;      // index into the transaction's rcpts for kRcpt
@@ -91,6 +114,12 @@ class ClientFsm {
   void SyncTimer(FsmActions* out);
   void OnTxnReply(const Command& c, Reply* r, FsmActions* out);
   void SendBody(FsmActions* out);
+  void SendBdat(FsmActions* out);
+  void AfterEhlo(Stage stage, FsmActions* out);
+  bool TlsRequired() const;
+  // Completes `txn` at once with `reply` for MAIL and every recipient.
+  void FailLocally(const Transaction& txn, const Reply& reply,
+                   FsmActions* out);
   void FinishTxn(bool rset, FsmActions* out);
   void GoIdle(FsmActions* out);
   void DoQuit(FsmActions* out);
@@ -109,6 +138,10 @@ class ClientFsm {
   Reply scratch_;  // reused by OnData
   Extensions ext_;
   bool pipelining_ = false;
+  bool tls_active_ = false;
+  bool bdat_ = false;        // this transaction: CHUNKING
+  bool eight_bit_ = false;   // this transaction: BODY=8BITMIME
+  bool utf8_ = false;        // this transaction: SMTPUTF8
 
   std::vector<Command> table_;
   size_t sent_ = 0;

@@ -44,6 +44,9 @@ class Harness {
           ++closes;
           close_reason = a.reply;
           break;
+        case FsmAction::Type::kStartTls:
+          ++starttls;
+          break;
       }
     }
     actions.clear();
@@ -89,6 +92,26 @@ class Harness {
     fsm_.Quit(&a);
     Apply(a);
   }
+  void TlsUp() {
+    FsmActions a;
+    fsm_.OnTlsEstablished(&a);
+    Apply(a);
+  }
+  void TlsFailed() {
+    FsmActions a;
+    fsm_.OnTlsFailed("bad record mac", &a);
+    Apply(a);
+  }
+  void SendFrom(std::string from, std::vector<std::string> rcpts,
+                std::string data) {
+    Transaction t;
+    t.mail_from = std::move(from);
+    t.rcpts = std::move(rcpts);
+    t.data = std::move(data);
+    FsmActions a;
+    fsm_.Send(std::move(t), &a);
+    Apply(a);
+  }
   // Greeting + EHLO; leaves the session idle.
   void Handshake(const char* ehlo_reply) {
     Connect();
@@ -103,6 +126,7 @@ class Harness {
   std::vector<TransactionResult> results;
   int ready = 0;
   int closes = 0;
+  int starttls = 0;
   Reply close_reason;
   bool armed = false;
   Stage armed_stage = Stage::kConnect;
@@ -323,7 +347,8 @@ TEST_P(FsmTest, RejectedAfterDot) {
   Harness h(GetParam());
   h.Handshake(kEhloPipelining);
   h.Send({"a@x.test", "b@x.test"});
-  h.Feed("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n554 5.7.1 spam\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  h.Feed("554 5.7.1 spam\r\n");  // after the body (sooner is a desync)
   ASSERT_EQ(h.results.size(), 1u);
   EXPECT_TRUE(h.results[0].ForRecipient(0).IsPermanent());
   EXPECT_EQ(h.results[0].ForRecipient(1).stage, Stage::kDataEnd);
@@ -517,12 +542,242 @@ TEST_P(FsmTest, QuitWhileBusyWaitsForTransaction) {
   h.Send({"a@x.test"});
   h.Quit();
   EXPECT_EQ(h.Last().substr(0, 4), "MAIL");
-  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  h.Feed("250 queued\r\n");
   ASSERT_EQ(h.results.size(), 1u);
   EXPECT_EQ(h.results[0].ForRecipient(0).code, 250);
   EXPECT_EQ(h.Last(), "QUIT\r\n");
   EXPECT_EQ(h.ready, 1);
   h.Feed("221 bye\r\n");
+  EXPECT_EQ(h.closes, 1);
+}
+
+// ------------------------------------------------------------- STARTTLS
+
+constexpr char kEhloTls[] =
+    "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 SIZE 1000\r\n";
+constexpr char kEhloAfterTls[] =
+    "250-mx.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE 2000\r\n";
+
+SessionOptions WithTls(TlsPolicy p) {
+  SessionOptions o;
+  o.tls.policy = p;
+  return o;
+}
+
+TEST_P(FsmTest, StartTlsThenEhloAgain) {
+  Harness h(GetParam());
+  h.Handshake(kEhloTls);
+  EXPECT_EQ(h.Last(), "STARTTLS\r\n");
+  EXPECT_EQ(h.ready, 0);
+  EXPECT_EQ(h.armed_stage, Stage::kStartTls);
+  h.Feed("220 2.0.0 go ahead\r\n");
+  EXPECT_EQ(h.starttls, 1);
+  EXPECT_EQ(h.armed_stage, Stage::kTlsHandshake);
+  h.TlsUp();
+  EXPECT_EQ(h.Last(), "EHLO localhost\r\n");
+  EXPECT_FALSE(h.fsm_.extensions().starttls);  // forgotten
+  h.Feed(kEhloAfterTls);
+  EXPECT_EQ(h.ready, 1);
+  EXPECT_TRUE(h.fsm_.tls_active());
+  EXPECT_TRUE(h.fsm_.extensions().chunking);
+  EXPECT_EQ(h.fsm_.extensions().size, 2000);
+  EXPECT_EQ(h.starttls, 1);  // no second STARTTLS
+}
+
+TEST_P(FsmTest, BytesAfterStartTls220AreAViolation) {
+  Harness h(GetParam());
+  h.Handshake(kEhloTls);
+  h.Feed("220 go ahead\r\n250-injected\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(h.closes, 1);
+  EXPECT_EQ(h.close_reason.stage, Stage::kStartTls);
+  EXPECT_NE(h.close_reason.text.find("CVE-2021-38371"), std::string::npos)
+      << h.close_reason.text;
+  EXPECT_EQ(h.ready, 0);
+  // Chunk: caught before the handshake starts. Byte by byte: the handshake
+  // had started and the next plaintext byte closes.
+  EXPECT_EQ(h.starttls, GetParam() ? 1 : 0);
+}
+
+TEST_P(FsmTest, TlsHandshakeFailureCloses) {
+  Harness h(GetParam());
+  h.Handshake(kEhloTls);
+  h.Feed("220 go\r\n");
+  h.TlsFailed();
+  EXPECT_EQ(h.closes, 1);
+  EXPECT_EQ(h.close_reason.stage, Stage::kTlsHandshake);
+  EXPECT_TRUE(h.close_reason.IsTransient());
+  EXPECT_EQ(h.ready, 0);
+}
+
+TEST_P(FsmTest, StartTlsRefusedOpportunisticGoesOnInPlaintext) {
+  Harness h(GetParam());
+  h.Handshake(kEhloTls);
+  h.Feed("454 4.7.0 TLS not available\r\n");
+  EXPECT_EQ(h.ready, 1);
+  EXPECT_FALSE(h.fsm_.tls_active());
+}
+
+TEST_P(FsmTest, StartTlsRefusedRequiredFailsTransiently) {
+  Harness h(GetParam(), WithTls(TlsPolicy::kRequired));
+  h.Handshake(kEhloTls);
+  h.Feed("554 5.7.0 no TLS for you\r\n");
+  EXPECT_EQ(h.Last(), "QUIT\r\n");
+  h.Feed("221 bye\r\n");
+  EXPECT_EQ(h.closes, 1);
+  EXPECT_TRUE(h.close_reason.IsTransient());
+  EXPECT_NE(h.close_reason.text.find("TLS required"), std::string::npos);
+}
+
+TEST_P(FsmTest, RequiredWithoutStartTlsOffered) {
+  Harness h(GetParam(), WithTls(TlsPolicy::kRequiredVerify));
+  h.Handshake(kEhloPipelining);
+  EXPECT_EQ(h.Last(), "QUIT\r\n");
+  h.Feed("221 bye\r\n");
+  EXPECT_EQ(h.ready, 0);
+  EXPECT_TRUE(h.close_reason.IsTransient());
+  EXPECT_NE(h.close_reason.text.find("does not offer STARTTLS"),
+            std::string::npos);
+}
+
+TEST_P(FsmTest, DisabledNeverStartsTls) {
+  Harness h(GetParam(), WithTls(TlsPolicy::kDisabled));
+  h.Handshake(kEhloTls);
+  EXPECT_EQ(h.ready, 1);
+  EXPECT_EQ(h.starttls, 0);
+}
+
+// ----------------------------------------------------------- extensions
+
+TEST_P(FsmTest, TooBigForSizeFailsPermanentlyWithoutSending) {
+  Harness h(GetParam(), WithTls(TlsPolicy::kDisabled));
+  h.Handshake(kEhloTls);  // SIZE 1000
+  size_t writes = h.writes.size();
+  h.Send({"a@x.test", "b@x.test"}, std::string(1000, 'x'));
+  ASSERT_EQ(h.results.size(), 1u);
+  EXPECT_EQ(h.writes.size(), writes);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(h.results[0].ForRecipient(i).code, 552);
+    EXPECT_EQ(h.results[0].ForRecipient(i).enhanced, "5.3.4");
+  }
+  EXPECT_EQ(h.ready, 2);  // still idle and usable
+  h.Send({"a@x.test"}, "small\r\n");
+  EXPECT_EQ(h.Last().substr(0, 4), "MAIL");
+}
+
+TEST_P(FsmTest, SmtpUtf8OnlyWhenOffered) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPipelining);
+  h.SendFrom("s@a.test", {"josé@x.test", "b@x.test"}, "hi\r\n");
+  EXPECT_EQ(h.Last(),
+            "MAIL FROM:<s@a.test> SIZE=7\r\nRCPT TO:<b@x.test>\r\nDATA\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  h.Feed("250 queued\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  EXPECT_EQ(h.results[0].ForRecipient(0).code, 553);
+  EXPECT_EQ(h.results[0].ForRecipient(0).enhanced, "5.6.7");
+  EXPECT_EQ(h.results[0].ForRecipient(1).code, 250);
+  // An internationalized sender fails the whole message.
+  h.SendFrom("josé@a.test", {"b@x.test"}, "hi\r\n");
+  ASSERT_EQ(h.results.size(), 2u);
+  EXPECT_EQ(h.results[1].ForRecipient(0).code, 553);
+
+  Harness u(GetParam());
+  u.Handshake("250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+              "250 SMTPUTF8\r\n");
+  u.SendFrom("s@a.test", {"josé@x.test"}, "caf\xc3\xa9\r\n");
+  EXPECT_EQ(u.Last(),
+            "MAIL FROM:<s@a.test> BODY=8BITMIME SMTPUTF8\r\n"
+            "RCPT TO:<josé@x.test>\r\nDATA\r\n");
+}
+
+TEST_P(FsmTest, BdatPipelinedUnstuffed) {
+  Harness h(GetParam());
+  h.Handshake("250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
+  h.Send({"a@x.test", "b@x.test"}, "..dot\r\nx\r\n...two\r\nend");
+  EXPECT_EQ(h.Last(), "MAIL FROM:<s@a.test>\r\nRCPT TO:<a@x.test>\r\n"
+                      "RCPT TO:<b@x.test>\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n");
+  EXPECT_EQ(h.Last(), "BDAT 21 LAST\r\n.dot\r\nx\r\n..two\r\nend\r\n");
+  EXPECT_EQ(h.armed_stage, Stage::kBdat);
+  h.Feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  EXPECT_EQ(h.results[0].ForRecipient(0).code, 250);
+  EXPECT_EQ(h.results[0].ForRecipient(0).stage, Stage::kBdat);
+  EXPECT_EQ(h.results[0].ForRecipient(1).code, 550);
+  EXPECT_EQ(h.ready, 2);
+}
+
+TEST_P(FsmTest, BdatWithoutPipeliningAndAllRejected) {
+  Harness h(GetParam());
+  h.Handshake("250-mx.test\r\n250 CHUNKING\r\n");
+  h.Send({"a@x.test"}, "hi\r\n");
+  EXPECT_EQ(h.Last(), "MAIL FROM:<s@a.test>\r\n");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.Last(), "RCPT TO:<a@x.test>\r\n");
+  h.Feed("550 no\r\n");
+  EXPECT_EQ(h.Last(), "RSET\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  EXPECT_EQ(h.results[0].ForRecipient(0).code, 550);
+}
+
+TEST_P(FsmTest, BdatConnectionLostIsTransient) {
+  Harness h(GetParam());
+  h.Handshake("250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
+  h.Send({"a@x.test"}, "hi\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n");
+  h.Closed();
+  ASSERT_EQ(h.results.size(), 1u);
+  ExpectAllTransient(h.results[0]);
+}
+
+// -------------------------------------------------------------- desync
+
+TEST_P(FsmTest, DuplicateReplyUnderPipeliningIsDetected) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPipelining);
+  h.Send({"a@x.test"});
+  // "250 OK" twice for MAIL: the real RCPT reply would land on DATA.
+  h.Feed("250 OK\r\n250 OK\r\n250 OK\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  ExpectAllTransient(h.results[0]);
+  EXPECT_EQ(h.closes, 1);
+  EXPECT_NE(h.close_reason.text.find("desync"), std::string::npos);
+}
+
+TEST_P(FsmTest, ReplyBeforeItsCommandIsDetected) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPlain);  // no PIPELINING: one command per round trip
+  h.Send({"a@x.test"});
+  h.Feed("250 OK\r\n250 OK\r\n");  // the second came before RCPT went out
+  if (!GetParam()) {
+    ASSERT_EQ(h.results.size(), 1u);
+    ExpectAllTransient(h.results[0]);
+    EXPECT_NE(h.close_reason.text.find("before its command"),
+              std::string::npos);
+  }
+  // Byte by byte the two are indistinguishable from honest replies; the
+  // next stray reply is caught by the class check or "no command pending".
+}
+
+TEST_P(FsmTest, BodyReplyBefore354IsDetected) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPipelining);
+  h.Send({"a@x.test"});
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n");
+  if (!GetParam()) {
+    ASSERT_EQ(h.results.size(), 1u);
+    ExpectAllTransient(h.results[0]);
+  }
+}
+
+TEST_P(FsmTest, ThreeXxToRcptIsDesync) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPipelining);
+  h.Send({"a@x.test"});
+  h.Feed("250 ok\r\n354 go\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  ExpectAllTransient(h.results[0]);
   EXPECT_EQ(h.closes, 1);
 }
 

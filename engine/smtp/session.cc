@@ -6,7 +6,12 @@
 // until its close callback; write requests point at the Socket, not at the
 // Session, so callbacks that arrive after the Session died (UV_ECANCELED)
 // are safe. The message body is moved from the Transaction into the write
-// request and stays alive until the write callback; it is never copied.
+// request and stays alive until the write callback; it is never copied in
+// plaintext. After STARTTLS, socket bytes go through TlsEngine: ciphertext
+// in -> plaintext to ClientFsm; FSM writes -> TlsEngine -> one ciphertext
+// write. The first byte after the 220 must start a TLS record (0x15 alert
+// or 0x16 handshake); plaintext there is a protocol violation
+// (CVE-2021-38371).
 #include "engine/smtp/session.h"
 
 #include <memory>
@@ -14,7 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/smtp/client_fsm.h"
+#include "engine/smtp/tls_engine.h"
 
 namespace salvo::smtp {
 namespace {
@@ -44,6 +51,7 @@ class SessionImpl final : public Session {
   SessionImpl(core::Loop& loop, const SessionOptions& options,
               const Endpoint& peer, Callbacks callbacks)
       : loop_(loop),
+        options_(options),
         fsm_(options),
         peer_(peer),
         callbacks_(std::move(callbacks)),
@@ -104,6 +112,7 @@ class SessionImpl final : public Session {
   const Extensions& extensions() const override { return fsm_.extensions(); }
   const Endpoint& peer() const override { return peer_; }
   int transactions() const override { return fsm_.transactions(); }
+  const TlsInfo& tls() const override { return tls_info_; }
 
  private:
   void Run(FsmActions& actions) {
@@ -129,6 +138,9 @@ class SessionImpl final : public Session {
             callbacks_.on_ready(this);
           }
           break;
+        case FsmAction::Type::kStartTls:
+          if (!closed_) StartTls();
+          break;
         case FsmAction::Type::kClose:
           timer_.Stop();
           CloseSocket();
@@ -141,8 +153,7 @@ class SessionImpl final : public Session {
     }
   }
 
-  void Write(FsmAction& a) {
-    if (socket_ == nullptr) return;
+  WriteReq* NewReq() {
     WriteReq* w;
     if (free_reqs_.empty()) {
       w = new WriteReq;
@@ -152,6 +163,127 @@ class SessionImpl final : public Session {
     }
     w->socket = socket_;
     w->req.data = w;
+    return w;
+  }
+
+  // Sends whatever ciphertext the TLS engine has ready.
+  void FlushTls() {
+    if (socket_ == nullptr || tls_ == nullptr) return;
+    WriteReq* w = NewReq();
+    if (!tls_->TakeCiphertext(&w->bytes)) {
+      Release(w);
+      return;
+    }
+    uv_buf_t buf = uv_buf_init(w->bytes.data(), w->bytes.size());
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&socket_->tcp),
+                      &buf, 1, &SessionImpl::OnWrite);
+    if (rc != 0) {
+      Release(w);
+      OnConnectionClosed(uv_strerror(rc));
+    }
+  }
+
+  void WriteTls(FsmAction& a) {
+    absl::Status st = tls_->WritePlaintext(a.bytes);
+    if (st.ok()) st = tls_->WritePlaintext(a.body);
+    if (st.ok()) st = tls_->WritePlaintext(a.tail);
+    a.body = std::string();
+    if (!st.ok()) {
+      OnConnectionClosed(st.message());
+      return;
+    }
+    FlushTls();
+  }
+
+  void StartTls() {
+    TlsClientContext* ctx = options_.tls.context != nullptr
+                                ? options_.tls.context
+                                : TlsClientContext::ThreadDefault();
+    if (ctx == nullptr) {
+      TlsFailed("no TLS client context (unreadable CA store?)");
+      return;
+    }
+    tls_context_ = ctx;
+    cache_key_ = TlsCacheKey(peer_, options_.tls.policy);
+    auto e = TlsEngine::Client(
+        ctx->ctx(), peer_.host_name,
+        options_.tls.policy == TlsPolicy::kRequiredVerify,
+        ctx->sessions().Get(cache_key_));
+    if (!e.ok()) {
+      TlsFailed(e.status().message());
+      return;
+    }
+    tls_ = std::move(*e);
+    if (tls_->Handshake() == TlsEngine::Progress::kFailed) {
+      TlsFailed(tls_->error());
+      return;
+    }
+    FlushTls();
+  }
+
+  void TlsFailed(absl::string_view why) {
+    if (tls_context_ != nullptr) tls_context_->sessions().Erase(cache_key_);
+    FsmActions actions;
+    fsm_.OnTlsFailed(why, &actions);
+    Run(actions);
+  }
+
+  void OnTlsBytes(absl::string_view data) {
+    if (!tls_->handshake_done() && !tls_bytes_seen_) {
+      tls_bytes_seen_ = true;
+      unsigned char first = static_cast<unsigned char>(data[0]);
+      if (first != 0x15 && first != 0x16) {
+        FsmActions actions;
+        fsm_.OnProtocolViolation(
+            "protocol violation: plaintext after the STARTTLS 220 before the "
+            "TLS handshake completed (CVE-2021-38371)",
+            &actions);
+        Run(actions);
+        return;
+      }
+    }
+    tls_->FeedCiphertext(data);
+    if (!tls_->handshake_done()) {
+      TlsEngine::Progress p = tls_->Handshake();
+      FlushTls();
+      if (p == TlsEngine::Progress::kFailed) {
+        TlsFailed(tls_->error());
+        return;
+      }
+      if (p == TlsEngine::Progress::kWantMore || closed_) return;
+      tls_info_ = tls_->info();
+      FsmActions actions;
+      fsm_.OnTlsEstablished(&actions);
+      Run(actions);
+      if (closed_) return;
+    }
+    plain_.clear();
+    bool peer_closed = false;
+    absl::Status st = tls_->ReadPlaintext(&plain_, &peer_closed);
+    if (auto session = tls_->TakeNewSession()) {
+      tls_context_->sessions().Put(cache_key_, std::move(session));
+    }
+    FlushTls();
+    if (!plain_.empty() && !closed_) {
+      FsmActions actions;
+      fsm_.OnData(plain_, &actions);
+      Run(actions);
+    }
+    if (closed_) return;
+    if (!st.ok()) {
+      OnConnectionClosed(st.message());
+    } else if (peer_closed) {
+      OnConnectionClosed("TLS close_notify");
+    }
+  }
+
+  void Write(FsmAction& a) {
+    if (socket_ == nullptr) return;
+    if (tls_ != nullptr && tls_->handshake_done()) {
+      WriteTls(a);
+      return;
+    }
+    WriteReq* w = NewReq();
     w->bytes.swap(a.bytes);  // the request keeps the buffer's capacity
     w->body = std::move(a.body);
     uv_buf_t bufs[3];
@@ -223,7 +355,9 @@ class SessionImpl final : public Session {
   static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     SessionImpl* owner = static_cast<Socket*>(stream->data)->owner;
     if (owner == nullptr) return;
-    if (nread > 0) {
+    if (nread > 0 && owner->tls_ != nullptr) {
+      owner->OnTlsBytes(absl::string_view(buf->base, nread));
+    } else if (nread > 0) {
       FsmActions actions;
       owner->fsm_.OnData(absl::string_view(buf->base, nread), &actions);
       owner->Run(actions);
@@ -257,6 +391,7 @@ class SessionImpl final : public Session {
   }
 
   core::Loop& loop_;
+  const SessionOptions options_;
   ClientFsm fsm_;
   Endpoint peer_;
   Callbacks callbacks_;
@@ -266,9 +401,21 @@ class SessionImpl final : public Session {
   std::function<void(TransactionResult)> done_;
   std::vector<WriteReq*> free_reqs_;
   char read_buf_[64 * 1024];
+  // TLS after STARTTLS.
+  std::unique_ptr<TlsEngine> tls_;
+  TlsClientContext* tls_context_ = nullptr;
+  std::string cache_key_;
+  bool tls_bytes_seen_ = false;
+  TlsInfo tls_info_;
+  std::string plain_;  // decrypted bytes, reused
 };
 
 }  // namespace
+
+std::string TlsCacheKey(const Endpoint& peer, TlsPolicy policy) {
+  return absl::StrCat(peer.ToString(),
+                      policy == TlsPolicy::kRequiredVerify ? "|verify" : "");
+}
 
 std::unique_ptr<Session> Session::Create(core::Loop& loop,
                                          const SessionOptions& options,

@@ -10,6 +10,13 @@
 // closes its socket; the uv handle is freed in its close callback. A
 // transaction in progress when the connection dies completes with synthetic
 // transient replies (never "delivered" by mistake).
+//
+// TLS (SessionOptions::tls): STARTTLS runs TlsEngine over memory BIOs; this
+// file only moves ciphertext. A failed handshake closes with a reply of
+// stage kTlsHandshake (opportunistic owners reconnect with kDisabled and
+// remember it in a TlsFallbackMemory); sessions are resumed per endpoint
+// through the context's TlsSessionCache (key: TlsCacheKey()). Under TLS the
+// body is copied once into the TLS engine.
 #ifndef SALVO_ENGINE_SMTP_SESSION_H_
 #define SALVO_ENGINE_SMTP_SESSION_H_
 
@@ -55,7 +62,13 @@ class Session {
   virtual const Extensions& extensions() const = 0;
   virtual const Endpoint& peer() const = 0;
   virtual int transactions() const = 0;  // completed on this connection
+  // What TLS is in use (active == false: plaintext so far).
+  virtual const TlsInfo& tls() const = 0;
 };
+
+// The TlsSessionCache key of `peer` under `policy` (verified and unverified
+// sessions never mix).
+std::string TlsCacheKey(const Endpoint& peer, TlsPolicy policy);
 
 }  // namespace salvo::smtp
 
