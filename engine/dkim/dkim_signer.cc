@@ -257,7 +257,8 @@ absl::StatusOr<std::unique_ptr<const DkimSigner>> DkimSigner::Create(
   }
   s->header_prefix_ =
       absl::StrCat("DKIM-Signature: v=1; a=", AlgorithmName(s->algorithm_),
-                   "; c=relaxed/relaxed; d=", s->domain_, ";");
+                   "; c=relaxed/relaxed;");
+  s->domain_tag_ = absl::StrCat("d=", s->domain_, ";");
   return std::unique_ptr<const DkimSigner>(std::move(s));
 }
 
@@ -303,6 +304,7 @@ absl::Status DkimSigner::SignAt(absl::string_view message, absl::Time t,
   const size_t start = out->size();
   out->append(header_prefix_);
   size_t line_len = header_prefix_.size();
+  AppendFolded(domain_tag_, out, &line_len);
   char num[32];
   {
     // s=<selector>; written in place (no temporary string).

@@ -91,7 +91,8 @@ class DkimSigner {
   std::string selector_;
   Algorithm algorithm_ = Algorithm::kRsaSha256;
   std::vector<std::string> headers_;  // lowercase
-  std::string header_prefix_;  // "DKIM-Signature: v=1; a=...; d=...; s=..."
+  std::string header_prefix_;  // "DKIM-Signature: v=1; a=...; c=...;"
+  std::string domain_tag_;     // "d=<domain>;"
   std::string dns_record_;
   EVP_PKEY* pkey_ = nullptr;                // RSA (owned)
   std::array<uint8_t, 64> ed25519_key_{};  // seed + public key (Ed25519)

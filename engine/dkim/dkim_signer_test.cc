@@ -203,6 +203,20 @@ TEST(DkimSignerTest, HeaderShapeAndFolding) {
   }
 }
 
+TEST(DkimSignerTest, LongDomainStillFolds) {
+  SignerOptions o = Options(Algorithm::kEd25519Sha256);
+  o.domain = std::string(60, 'd') + ".example";
+  o.selector = std::string(50, 's');
+  auto signer = MakeSigner(o);
+  std::string header;
+  ASSERT_TRUE(signer->Sign("From: a@x\r\n\r\n", &header).ok());
+  for (absl::string_view line : absl::StrSplit(header, "\r\n")) {
+    EXPECT_LE(line.size(), 78u) << line;
+  }
+  EXPECT_EQ(TagValue(header, "d"), o.domain);
+  EXPECT_EQ(TagValue(header, "s"), o.selector);
+}
+
 TEST(DkimSignerTest, BodyHashIsOfTheUnstuffedRelaxedBody) {
   auto signer = MakeSigner(Options(Algorithm::kEd25519Sha256));
   std::string header;
