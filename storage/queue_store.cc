@@ -281,27 +281,27 @@ struct QueueStore::Committer {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [this] { return stop || !pending.empty(); });
-        if (pending.empty()) return;  // stop requested and drained
+        auto ready = [this] { return stop || !pending.empty(); };
+        if (healthy.load(std::memory_order_relaxed)) {
+          cv.wait(lock, ready);
+        } else {
+          // Wake up to retry recovery even when nobody submits (ingress may
+          // be shedding on healthy()).
+          cv.wait_for(lock,
+                      std::chrono::milliseconds(kRecoveryIntervalMs), ready);
+        }
+        if (stop && pending.empty()) return;  // stop requested and drained
         group.swap(pending);
       }
-      rocksdb::WriteOptions wo;
-      wo.sync = false;
-      bool need_sync = false;
+      if (!healthy.load(std::memory_order_relaxed)) MaybeRecover();
       results.clear();
-      for (Pending& p : group) {
-        rocksdb::Status s = db->Write(wo, p.batch.Finish());
-        results.push_back(ToAbsl(s, "queue write"));
-        if (s.ok() && p.durable && sync) need_sync = true;
-      }
-      if (need_sync) {
-        absl::Status synced = ToAbsl(db->SyncWAL(), "WAL sync");
-        syncs.fetch_add(1, std::memory_order_relaxed);
-        if (!synced.ok()) {
-          for (size_t i = 0; i < group.size(); ++i) {
-            if (group[i].durable && results[i].ok()) results[i] = synced;
-          }
-        }
+      if (!healthy.load(std::memory_order_relaxed)) {
+        const absl::Status shed = absl::UnavailableError(absl::StrCat(
+            "queue store unhealthy, writes refused until it recovers: ",
+            last_error));
+        results.assign(group.size(), shed);
+      } else {
+        WriteGroup(group, &results);
       }
       commits.fetch_add(static_cast<int64_t>(group.size()),
                         std::memory_order_relaxed);
@@ -312,6 +312,73 @@ struct QueueStore::Committer {
     }
   }
 
+  void WriteGroup(std::vector<Pending>& group,
+                  std::vector<absl::Status>* results) {
+    rocksdb::WriteOptions wo;
+    wo.sync = false;
+    bool need_sync = false;
+    rocksdb::Status failed;
+    for (Pending& p : group) {
+      if (!failed.ok()) {
+        // The DB is in a background-error state: do not touch it again.
+        results->push_back(ToAbsl(failed, "queue write"));
+        continue;
+      }
+      rocksdb::Status s = db->Write(wo, p.batch.Finish());
+      if (!s.ok()) {
+        MarkUnhealthy(s);
+        failed = s;
+      }
+      results->push_back(ToAbsl(s, "queue write"));
+      if (s.ok() && p.durable && sync) need_sync = true;
+    }
+    if (!need_sync) return;
+    // After a failed WAL append RocksDB must not be asked to sync that WAL
+    // (Debian's librocksdb asserts in WritableFileWriter::SyncWithoutFlush):
+    // the batches written before the failure are then not durable.
+    rocksdb::Status rs = failed;
+    if (rs.ok()) {
+      rs = db->SyncWAL();
+      syncs.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (rs.ok()) return;
+    // A failed fsync may have dropped dirty WAL pages: nothing written after
+    // it may be acknowledged until recovery has flushed the memtable and
+    // switched to a fresh WAL.
+    MarkUnhealthy(rs);
+    const absl::Status not_synced = ToAbsl(rs, "WAL sync");
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (group[i].durable && (*results)[i].ok()) (*results)[i] = not_synced;
+    }
+  }
+
+  void MarkUnhealthy(const rocksdb::Status& s) {
+    if (healthy.load(std::memory_order_relaxed)) {
+      last_error = s.ToString();
+      healthy.store(false, std::memory_order_release);
+    }
+    next_recovery = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(kRecoveryIntervalMs);
+  }
+
+  // Committer thread. Resume() clears RocksDB's background error (it is
+  // read-only after ENOSPC); the flush moves every written entry into a
+  // synced SST and starts a new WAL, so a damaged WAL tail is never again
+  // needed. Both fail fast while the disk is still full.
+  void MaybeRecover() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_recovery) return;
+    next_recovery = now + std::chrono::milliseconds(kRecoveryIntervalMs);
+    rocksdb::Status s = db->Resume();
+    if (s.ok()) s = db->Flush(rocksdb::FlushOptions());
+    if (!s.ok()) {
+      last_error = s.ToString();
+      return;
+    }
+    recoveries.fetch_add(1, std::memory_order_relaxed);
+    healthy.store(true, std::memory_order_release);
+  }
+
   rocksdb::DB* const db;
   const bool sync;
   std::mutex mu;
@@ -320,6 +387,11 @@ struct QueueStore::Committer {
   bool stop = false;             // guarded by mu
   std::atomic<int64_t> syncs{0};
   std::atomic<int64_t> commits{0};
+  std::atomic<int64_t> recoveries{0};
+  std::atomic<bool> healthy{true};
+  // Committer thread only.
+  std::string last_error;
+  std::chrono::steady_clock::time_point next_recovery;
   std::thread thread;
 };
 
@@ -333,6 +405,7 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   }
   rocksdb::Options options;
   options.create_if_missing = true;
+  if (o.env != nullptr) options.env = o.env;
   options.write_buffer_size = 64 << 20;
   options.compression = rocksdb::kLZ4Compression;
   options.merge_operator = std::make_shared<Int64AddOperator>();
@@ -577,6 +650,14 @@ int64_t QueueStore::syncs() const {
 
 int64_t QueueStore::commits() const {
   return committer_->commits.load(std::memory_order_relaxed);
+}
+
+bool QueueStore::healthy() const {
+  return committer_->healthy.load(std::memory_order_acquire);
+}
+
+int64_t QueueStore::recoveries() const {
+  return committer_->recoveries.load(std::memory_order_relaxed);
 }
 
 }  // namespace salvo::storage

@@ -14,6 +14,11 @@
 // no I/O) and handed to Commit(). One committer thread writes the batches and,
 // when any of them asked for durability, syncs the WAL once for the whole
 // group (group commit); then it runs the callbacks on its own thread.
+// Disk full: a failed write or sync latches healthy() to false; while
+// unhealthy the committer fails new batches at once (Unavailable, naming the
+// cause) and retries recovery (DB::Resume, then a memtable flush that moves
+// everything written off the damaged WAL) every kRecoveryIntervalMs until it
+// succeeds, so intake resumes on its own once space is freed.
 // Reads (ScanDue, GetContent, GetCounts) may be called from any thread.
 #ifndef SALVO_STORAGE_QUEUE_STORE_H_
 #define SALVO_STORAGE_QUEUE_STORE_H_
@@ -35,6 +40,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -118,7 +124,14 @@ class QueueStore {
     // false: never fsync (benchmarks of the non-durable case only).
     bool sync = true;
     size_t block_cache_bytes = 64 << 20;
+    // Test hook: the Env (file system) under the store, e.g. a
+    // PowerLossFileSystem (storage/fault_env.h). nullptr: the default Env.
+    // Must outlive the store.
+    rocksdb::Env* env = nullptr;
   };
+
+  // How often an unhealthy store retries recovery.
+  static constexpr int kRecoveryIntervalMs = 100;
 
   static absl::StatusOr<std::unique_ptr<QueueStore>> Open(const Options& o);
   ~QueueStore();  // Drains pending commits, stops the committer, closes.
@@ -157,6 +170,12 @@ class QueueStore {
   // Group-commit figures since Open: WAL syncs done and batches committed.
   int64_t syncs() const;
   int64_t commits() const;
+
+  // Latched: false from the first failed write or WAL sync until recovery
+  // succeeds. Cheap (one atomic load); any thread. Ingress sheds load on it.
+  bool healthy() const;
+  // Successful recoveries since Open.
+  int64_t recoveries() const;
 
   rocksdb::DB* db() { return db_.get(); }
 
