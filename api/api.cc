@@ -18,9 +18,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "api/address.h"
+#include "engine/hygiene/list_unsubscribe.h"
+#include "engine/hygiene/unsubscribe_token.h"
 #include "engine/metrics/metric_names.h"
 #include "engine/render/template.h"
 
@@ -403,6 +406,129 @@ HttpResponse Json(int status, std::string body) {
   return r;
 }
 
+// ------------------------------------------------- suppressions, unsubscribe
+
+constexpr absl::string_view kSuppressionsPrefix = "/v1/suppressions/";
+constexpr size_t kMaxSuppressionEntries = 10000;
+constexpr int kDefaultListLimit = 100;
+
+// "GET, POST" allows "GET" and "POST".
+bool MethodAllowed(absl::string_view allowed, absl::string_view method) {
+  while (!allowed.empty()) {
+    const size_t comma = allowed.find(", ");
+    if (allowed.substr(0, comma) == method) return true;
+    if (comma == absl::string_view::npos) break;
+    allowed.remove_prefix(comma + 2);
+  }
+  return false;
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding (and '+' as space when `plus_is_space`, for queries).
+// false on a malformed escape.
+bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = HexDigit(in[i + 1]);
+      const int lo = HexDigit(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+// The decoded value of `name` in an application/x-www-form-urlencoded query.
+bool QueryParam(absl::string_view query, absl::string_view name,
+                std::string* value) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const absl::string_view pair = query.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return PercentDecode(
+          eq == absl::string_view::npos ? "" : pair.substr(eq + 1),
+          /*plus_is_space=*/true, value);
+    }
+    if (amp == absl::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  value->clear();
+  return true;
+}
+
+// A suppression entry as the API accepts it: a valid mailbox, or a domain
+// ("@example.com" or "example.com").
+bool IsValidSuppressionEntry(absl::string_view entry) {
+  const size_t at = entry.find('@');
+  if (at == absl::string_view::npos || at == 0) {
+    const absl::string_view domain =
+        at == 0 ? entry.substr(1) : entry;
+    return !domain.empty() && IsValidMailbox(absl::StrCat("x@", domain));
+  }
+  return IsValidMailbox(entry);
+}
+
+std::string HtmlEscape(absl::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+HttpResponse Html(int status, absl::string_view title, absl::string_view body) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = absl::StrCat(
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", title,
+      "</title></head>\n<body>", body, "</body></html>\n");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+Error Unavailable(const absl::Status& s) {
+  Error e;
+  e.status = 503;
+  e.code = "unavailable";
+  e.message = absl::StrCat("storage: ", s.message());
+  return e;
+}
+
+Error NotFound(std::string field, std::string message) {
+  Error e = Invalid(std::move(field), std::move(message));
+  e.status = 404;
+  e.code = "not_found";
+  return e;
+}
+
+std::string FormatMillis(int64_t ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms),
+                          absl::UTCTimeZone());
+}
+
 }  // namespace
 
 HttpResponse Api::ErrorResponse(const Error& e) {
@@ -431,7 +557,10 @@ Api::Api(const config::Config& config, storage::QueueStore* store,
       store_(store),
       hooks_(hooks),
       registry_(registry),
-      clock_(clock) {}
+      clock_(clock),
+      suppressions_(std::make_unique<storage::SuppressionStore>(store)) {}
+
+Api::~Api() = default;
 
 const std::string* Api::Authenticate(const HttpRequest& req) const {
   absl::string_view key;
@@ -473,6 +602,21 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
              path.find('/', 14) == absl::string_view::npos) {
     route = "/v1/campaigns/{id}";
     allowed = "GET";
+  } else if (path == "/v1/suppressions") {
+    route = "/v1/suppressions";
+    allowed = "GET, POST";
+  } else if (absl::StartsWith(path, kSuppressionsPrefix) &&
+             path.size() > kSuppressionsPrefix.size() &&
+             path.find('/', kSuppressionsPrefix.size()) ==
+                 absl::string_view::npos) {
+    route = "/v1/suppressions/{entry}";
+    allowed = "DELETE";
+  } else if (absl::StartsWith(path, hygiene::kUnsubscribePath) &&
+             path.size() > hygiene::kUnsubscribePath.size() &&
+             path.find('/', hygiene::kUnsubscribePath.size()) ==
+                 absl::string_view::npos) {
+    route = "/v1/unsubscribe/{token}";
+    allowed = "GET, POST";
   }
   metrics::Registry* registry = registry_;
   std::string route_label(route);
@@ -497,7 +641,10 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     return;
   }
   const std::string* tenant = nullptr;
-  if (route != "/healthz" && route != "/metrics") {
+  // The one-click endpoint is reached by mail clients: the token is the
+  // credential.
+  if (route != "/healthz" && route != "/metrics" &&
+      route != "/v1/unsubscribe/{token}") {
     tenant = Authenticate(req);
     if (tenant == nullptr) {
       e.status = 401;
@@ -509,7 +656,7 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
       return;
     }
   }
-  if (req.method != allowed) {
+  if (!MethodAllowed(allowed, req.method)) {
     e.status = 405;
     e.code = "method_not_allowed";
     e.message = absl::StrCat("use ", allowed);
@@ -527,6 +674,18 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     counted(std::move(r));
   } else if (route == "/v1/campaigns/{id}") {
     counted(GetStatus(path.substr(14), *tenant));
+  } else if (route == "/v1/suppressions") {
+    if (req.method == "GET") {
+      counted(ListSuppressions(req, *tenant));
+    } else {
+      AddSuppressions(loop, req, *tenant, std::move(counted));
+    }
+  } else if (route == "/v1/suppressions/{entry}") {
+    RemoveSuppression(loop, path.substr(kSuppressionsPrefix.size()), *tenant,
+                      std::move(counted));
+  } else if (route == "/v1/unsubscribe/{token}") {
+    Unsubscribe(loop, req, path.substr(hygiene::kUnsubscribePath.size()),
+                std::move(counted));
   } else {
     Submit(loop, std::move(req), *tenant, route == "/v1/messages",
            std::move(counted));
@@ -576,6 +735,37 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
     respond(ErrorResponse(err));
     return;
   }
+  // Suppressed recipients are reported, not queued. `hits` is in recipient
+  // order.
+  std::vector<std::pair<size_t, std::string>> hits;
+  {
+    std::vector<absl::string_view> emails;
+    emails.reserve(sub.rcpts.size());
+    for (const Submission::Rcpt& r : sub.rcpts) emails.push_back(r.email);
+    if (absl::Status s = suppressions_->CheckMany(tenant, emails, &hits);
+        !s.ok()) {
+      respond(ErrorResponse(Unavailable(s)));
+      return;
+    }
+  }
+  std::string suppressed_json;
+  if (!hits.empty()) {
+    rapidjson::StringBuffer sb;
+    JsonWriter w(sb);
+    w.StartArray();
+    for (const auto& [index, entry] : hits) {
+      const absl::string_view email = sub.rcpts[index].email;
+      w.StartObject();
+      w.Key("email");
+      w.String(email.data(), static_cast<rapidjson::SizeType>(email.size()));
+      w.Key("entry");
+      w.String(entry.data(), static_cast<rapidjson::SizeType>(entry.size()));
+      w.EndObject();
+    }
+    w.EndArray();
+    suppressed_json = absl::StrCat(",\"suppressed\":",
+                                   absl::string_view(sb.GetString(), sb.GetSize()));
+  }
 
   // Everything is valid: build the one batch.
   const storage::Lane lane =
@@ -587,7 +777,13 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   storage::QueueKey key;
   key.lane = lane;
   key.due_ms = now;
-  for (const Submission::Rcpt& r : sub.rcpts) {
+  size_t next_hit = 0;
+  for (size_t i = 0; i < sub.rcpts.size(); ++i) {
+    if (next_hit < hits.size() && hits[next_hit].first == i) {
+      ++next_hit;
+      continue;
+    }
+    const Submission::Rcpt& r = sub.rcpts[i];
     rec.Clear();
     rec.set_content_id(content.id());
     rec.set_address(r.email.data(), r.email.size());
@@ -609,7 +805,8 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   for (size_t s = 0; s < shard_used.size(); ++s) {
     if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
   }
-  const int64_t accepted = static_cast<int64_t>(sub.rcpts.size());
+  const int64_t accepted =
+      static_cast<int64_t>(sub.rcpts.size() - hits.size());
   metrics::Counter* accepted_counter = nullptr;
   if (registry_ != nullptr) {
     accepted_counter = registry_->GetCounter(
@@ -624,7 +821,8 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [loop_ptr, respond = std::move(respond), shards = std::move(shards),
-       hooks, accepted_counter, lane, now, id, accepted](absl::Status s) {
+       hooks, accepted_counter, lane, now, id, accepted,
+       suppressed_json = std::move(suppressed_json)](absl::Status s) {
         // Committer thread.
         if (!s.ok()) {
           Error e;
@@ -635,9 +833,10 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
           return;
         }
         if (accepted_counter != nullptr) accepted_counter->Inc(accepted);
-        loop_ptr->Post([respond, id, accepted] {
+        loop_ptr->Post([respond, id, accepted, suppressed_json] {
           respond(Json(201, absl::StrCat("{\"id\":\"", storage::IdToHex(id),
-                                         "\",\"accepted\":", accepted, "}")));
+                                         "\",\"accepted\":", accepted,
+                                         suppressed_json, "}")));
         });
         if (hooks != nullptr) {
           for (uint16_t shard : shards) hooks->OnEnqueued(shard, lane, now);
@@ -700,6 +899,223 @@ HttpResponse Api::GetStatus(absl::string_view hex_id,
   w.EndObject();
   w.EndObject();
   return Json(200, std::string(sb.GetString(), sb.GetSize()));
+}
+
+void Api::AddSuppressions(core::Loop& loop, const HttpRequest& req,
+                          const std::string& tenant, Responder respond) {
+  if (req.body.size() > static_cast<size_t>(config_.max_request_bytes)) {
+    respond(ErrorResponse(TooLarge("", "request body too large")));
+    return;
+  }
+  rapidjson::Document doc;
+  doc.Parse(req.body.data(), req.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    respond(ErrorResponse(Invalid("", "the body must be a JSON object")));
+    return;
+  }
+  storage::SuppressionReason reason = storage::SuppressionReason::kApi;
+  std::vector<std::string> entries;
+  bool have_entries = false;
+  for (const auto& m : doc.GetObject()) {
+    const absl::string_view name = Str(m.name);
+    if (name == "entries") {
+      if (!m.value.IsArray() || m.value.Empty()) {
+        respond(ErrorResponse(
+            Invalid("entries", "must be a non-empty array of strings")));
+        return;
+      }
+      if (m.value.Size() > kMaxSuppressionEntries) {
+        respond(ErrorResponse(TooLarge(
+            "entries", absl::StrCat("more than ", kMaxSuppressionEntries,
+                                    " entries"))));
+        return;
+      }
+      for (rapidjson::SizeType i = 0; i < m.value.Size(); ++i) {
+        const Value& v = m.value[i];
+        if (!v.IsString() || !IsValidSuppressionEntry(Str(v))) {
+          respond(ErrorResponse(Invalid(
+              absl::StrCat("entries[", i, "]"),
+              "not an address or a domain (\"a@example.com\", "
+              "\"@example.com\")")));
+          return;
+        }
+        entries.emplace_back(Str(v));
+      }
+      have_entries = true;
+    } else if (name == "reason") {
+      if (!m.value.IsString() ||
+          !storage::ParseSuppressionReason(Str(m.value), &reason)) {
+        respond(ErrorResponse(Invalid(
+            "reason", "one of api, unsubscribe, bounce, complaint")));
+        return;
+      }
+    } else {
+      respond(ErrorResponse(Invalid(std::string(name), "unknown field")));
+      return;
+    }
+  }
+  if (!have_entries) {
+    respond(ErrorResponse(Invalid("entries", "is required")));
+    return;
+  }
+  core::Loop* loop_ptr = &loop;
+  absl::Status s = suppressions_->Add(
+      tenant, entries, reason, clock_.NowMillis(),
+      [loop_ptr, respond](absl::StatusOr<int> added) {
+        // Committer thread.
+        HttpResponse r =
+            added.ok()
+                ? Json(201, absl::StrCat("{\"added\":", *added, "}"))
+                : ErrorResponse(Unavailable(added.status()));
+        loop_ptr->Post([respond, r = std::move(r)]() mutable {
+          respond(std::move(r));
+        });
+      });
+  if (!s.ok()) {
+    respond(ErrorResponse(absl::IsInvalidArgument(s)
+                              ? Invalid("entries", std::string(s.message()))
+                              : Unavailable(s)));
+  }
+}
+
+HttpResponse Api::ListSuppressions(const HttpRequest& req,
+                                   const std::string& tenant) {
+  std::string cursor, limit_text;
+  if (!QueryParam(req.query, "cursor", &cursor)) {
+    return ErrorResponse(Invalid("cursor", "malformed percent-encoding"));
+  }
+  int limit = kDefaultListLimit;
+  if (!QueryParam(req.query, "limit", &limit_text)) {
+    return ErrorResponse(Invalid("limit", "malformed percent-encoding"));
+  }
+  if (!limit_text.empty() &&
+      (!absl::SimpleAtoi(limit_text, &limit) || limit < 1 ||
+       limit > storage::SuppressionStore::kMaxListLimit)) {
+    return ErrorResponse(Invalid(
+        "limit", absl::StrCat("must be 1..",
+                              storage::SuppressionStore::kMaxListLimit)));
+  }
+  absl::StatusOr<storage::SuppressionPage> page =
+      suppressions_->List(tenant, cursor, limit);
+  if (absl::IsInvalidArgument(page.status())) {
+    return ErrorResponse(Invalid("cursor", std::string(page.status().message())));
+  }
+  if (!page.ok()) return ErrorResponse(Unavailable(page.status()));
+  rapidjson::StringBuffer sb;
+  JsonWriter w(sb);
+  w.StartObject();
+  w.Key("entries");
+  w.StartArray();
+  for (const storage::SuppressionEntry& e : page->entries) {
+    w.StartObject();
+    w.Key("entry");
+    w.String(e.entry.data(), static_cast<rapidjson::SizeType>(e.entry.size()));
+    w.Key("reason");
+    const absl::string_view reason = storage::SuppressionReasonName(e.reason);
+    w.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
+    w.Key("created_at");
+    w.String(FormatMillis(e.created_ms).c_str());
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("next_cursor");
+  if (page->next_cursor.empty()) {
+    w.Null();
+  } else {
+    w.String(page->next_cursor.c_str());
+  }
+  w.EndObject();
+  return Json(200, std::string(sb.GetString(), sb.GetSize()));
+}
+
+void Api::RemoveSuppression(core::Loop& loop, absl::string_view encoded,
+                            const std::string& tenant, Responder respond) {
+  std::string entry;
+  if (!PercentDecode(encoded, /*plus_is_space=*/false, &entry) ||
+      !IsValidSuppressionEntry(entry)) {
+    respond(ErrorResponse(
+        Invalid("entry", "not an address or a domain (percent-encoded)")));
+    return;
+  }
+  core::Loop* loop_ptr = &loop;
+  absl::Status s = suppressions_->Remove(
+      tenant, entry, [loop_ptr, respond, entry](absl::Status done) {
+        // Committer thread.
+        HttpResponse r;
+        if (done.ok()) {
+          rapidjson::StringBuffer sb;
+          JsonWriter w(sb);
+          w.StartObject();
+          w.Key("removed");
+          w.String(entry.data(), static_cast<rapidjson::SizeType>(entry.size()));
+          w.EndObject();
+          r = Json(200, std::string(sb.GetString(), sb.GetSize()));
+        } else {
+          r = ErrorResponse(Unavailable(done));
+        }
+        loop_ptr->Post([respond, r = std::move(r)]() mutable {
+          respond(std::move(r));
+        });
+      });
+  if (absl::IsNotFound(s)) {
+    respond(ErrorResponse(NotFound("entry", "not on the suppression list")));
+  } else if (absl::IsInvalidArgument(s)) {
+    respond(ErrorResponse(Invalid("entry", std::string(s.message()))));
+  } else if (!s.ok()) {
+    respond(ErrorResponse(Unavailable(s)));
+  }
+}
+
+void Api::Unsubscribe(core::Loop& loop, const HttpRequest& req,
+                      absl::string_view token, Responder respond) {
+  if (unsubscribe_secret_.empty()) {
+    respond(ErrorResponse(NotFound("", "no such route")));
+    return;
+  }
+  absl::StatusOr<hygiene::VerifiedUnsubscribe> v =
+      hygiene::VerifyUnsubscribeToken(unsubscribe_secret_, token);
+  if (!v.ok()) {
+    Error e = Invalid("token", "invalid or tampered unsubscribe link");
+    e.code = "invalid_token";
+    respond(ErrorResponse(e));
+    return;
+  }
+  if (req.method == "GET") {
+    // No state change on GET (link scanners follow links): a form that POSTs
+    // the RFC 8058 body to this same URL.
+    respond(Html(
+        200, "Unsubscribe",
+        absl::StrCat("<p>Unsubscribe <b>", HtmlEscape(v->address),
+                     "</b> from these mails?</p>\n<form method=\"post\">"
+                     "<input type=\"hidden\" name=\"List-Unsubscribe\" "
+                     "value=\"One-Click\"><button type=\"submit\">"
+                     "Unsubscribe</button></form>")));
+    return;
+  }
+  // POST. RFC 8058 clients send "List-Unsubscribe=One-Click" (urlencoded or
+  // multipart); the signed token alone decides, so the body is not required.
+  core::Loop* loop_ptr = &loop;
+  const std::string address = v->address;
+  absl::Status s = suppressions_->Add(
+      v->tenant, {v->address}, storage::SuppressionReason::kUnsubscribe,
+      clock_.NowMillis(),
+      [loop_ptr, respond, address](absl::StatusOr<int> added) {
+        // Committer thread.
+        HttpResponse r =
+            added.ok()
+                ? Html(200, "Unsubscribed",
+                       absl::StrCat("<p><b>", HtmlEscape(address),
+                                    "</b> is unsubscribed.</p>"))
+                : ErrorResponse(Unavailable(added.status()));
+        loop_ptr->Post([respond, r = std::move(r)]() mutable {
+          respond(std::move(r));
+        });
+      });
+  if (!s.ok()) {
+    respond(ErrorResponse(absl::IsInvalidArgument(s)
+                              ? Invalid("token", std::string(s.message()))
+                              : Unavailable(s)));
+  }
 }
 
 }  // namespace salvo::api

@@ -1,5 +1,11 @@
 // The submission API's routes: POST /v1/campaigns, POST /v1/messages,
-// GET /v1/campaigns/{id}, GET /metrics, GET /healthz.
+// GET /v1/campaigns/{id}, GET /metrics, GET /healthz; the tenant's
+// suppression list: POST and GET /v1/suppressions, DELETE
+// /v1/suppressions/{entry}; and the RFC 8058 one-click endpoint
+// POST /v1/unsubscribe/{token} (no API key: the signed token is the
+// credential; GET shows a confirmation form and changes nothing).
+// Submissions skip suppressed recipients: not queued, listed in the 201 as
+// "suppressed": [{"email", "entry"}], not counted in "accepted".
 //
 // In: an HttpRequest from HttpServer. Out: one HttpResponse. A submission is
 // validated completely (JSON shape, unknown fields, addresses, header
@@ -15,6 +21,8 @@
 #define SALVO_API_API_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "api/http_server.h"
 #include "engine/config/config.h"
@@ -23,6 +31,7 @@
 #include "engine/metrics/registry.h"
 #include "storage/key_codec.h"
 #include "storage/queue_store.h"
+#include "storage/suppression_store.h"
 
 namespace salvo::api {
 
@@ -43,6 +52,13 @@ class Api {
   Api(const config::Config& config, storage::QueueStore* store,
       DeliveryHooks* hooks, metrics::Registry* registry,
       const core::Clock& clock);
+  ~Api();
+
+  // The HMAC key of unsubscribe tokens ([hygiene] unsubscribe_secret). Empty
+  // (the default): /v1/unsubscribe/... answers 404. Call before serving.
+  void SetUnsubscribeSecret(std::string secret) {
+    unsubscribe_secret_ = std::move(secret);
+  }
 
   // On the loop that got the request; `respond` is called on that loop.
   void Handle(core::Loop& loop, HttpRequest&& req, Responder respond);
@@ -62,12 +78,22 @@ class Api {
               bool transactional, Responder respond);
   HttpResponse GetStatus(absl::string_view hex_id,
                          const std::string& tenant);
+  void AddSuppressions(core::Loop& loop, const HttpRequest& req,
+                       const std::string& tenant, Responder respond);
+  HttpResponse ListSuppressions(const HttpRequest& req,
+                                const std::string& tenant);
+  void RemoveSuppression(core::Loop& loop, absl::string_view entry,
+                         const std::string& tenant, Responder respond);
+  void Unsubscribe(core::Loop& loop, const HttpRequest& req,
+                   absl::string_view token, Responder respond);
 
   const config::Config& config_;
   storage::QueueStore* store_;
   DeliveryHooks* hooks_;
   metrics::Registry* registry_;
   const core::Clock& clock_;
+  std::unique_ptr<storage::SuppressionStore> suppressions_;
+  std::string unsubscribe_secret_;
 };
 
 }  // namespace salvo::api
