@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/core/clock.h"
+#include "engine/dkim/dkim_signer.h"
 #include "engine/metrics/metric_names.h"
 #include "engine/metrics/registry.h"
 
@@ -114,6 +115,27 @@ absl::Status Engine::StartLoops() {
   o.dns.negative_ttl = config_.dns_negative_ttl;
   for (const config::Route& r : config_.routes) {
     o.dns.routes.push_back(dns::StaticRoute{r.domain, r.host, r.port});
+  }
+
+  if (!config_.dkim.empty()) {
+    std::vector<dkim::SignerOptions> signers;
+    for (const config::DkimKey& k : config_.dkim) {
+      dkim::SignerOptions so;
+      so.domain = k.domain;
+      so.selector = k.selector;
+      auto alg = dkim::ParseAlgorithm(k.algorithm);
+      if (!alg.ok()) return alg.status();
+      so.algorithm = *alg;
+      so.private_key_file = k.key_file;
+      if (!k.headers.empty()) so.headers = k.headers;
+      signers.push_back(std::move(so));
+    }
+    auto built = dkim::DkimSigners::Create(signers, core::RealClock::Get());
+    if (!built.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dkim: ", built.status().message()));
+    }
+    o.dkim = std::make_shared<const dkim::DkimSigners>(*std::move(built));
   }
 
   std::random_device rd;

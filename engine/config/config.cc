@@ -385,6 +385,54 @@ absl::Status SetRoutes(const toml::node& n, Config* c, const Source& src) {
   return absl::OkStatus();
 }
 
+absl::Status SetDkim(const toml::node& n, Config* c, const Source& src) {
+  const toml::array* a = ArrayOfTables(n);
+  if (a == nullptr) {
+    return Expected("dkim", "an array of tables ([[dkim]])", n, src);
+  }
+  std::vector<DkimKey> keys;
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& e = *a->get(i);
+    const toml::table& t = *e.as_table();
+    std::string path = absl::StrCat("dkim[", i, "]");
+    if (absl::Status s = CheckElementKeys(
+            t, path, {"domain", "selector", "algorithm", "key_file", "headers"},
+            src);
+        !s.ok()) {
+      return s;
+    }
+    DkimKey k;
+    for (auto [name, out] : {std::pair<const char*, std::string*>{"domain", &k.domain},
+                             {"selector", &k.selector},
+                             {"algorithm", &k.algorithm},
+                             {"key_file", &k.key_file}}) {
+      if (absl::Status s = ElementString(t, e, path, name, src, out); !s.ok()) {
+        return s;
+      }
+    }
+    if (k.algorithm != "rsa-sha256" && k.algorithm != "ed25519-sha256") {
+      return Expected(path + ".algorithm", "\"rsa-sha256\" or \"ed25519-sha256\"",
+                      *t.get("algorithm"), src);
+    }
+    if (const toml::node* h = t.get("headers")) {
+      const toml::array* ha = h->as_array();
+      if (ha == nullptr) {
+        return Expected(path + ".headers", "an array of header names", *h, src);
+      }
+      for (const toml::node& name : *ha) {
+        if (!name.is_string() || name.value<std::string_view>()->empty()) {
+          return Expected(path + ".headers", "an array of header names", *h,
+                          src);
+        }
+        k.headers.push_back(*name.value<std::string>());
+      }
+    }
+    keys.push_back(std::move(k));
+  }
+  c->dkim = std::move(keys);
+  return absl::OkStatus();
+}
+
 absl::Status SetApiKeys(const toml::node& n, Config* c, const Source& src) {
   const toml::array* a = ArrayOfTables(n);
   if (a == nullptr) {
@@ -448,6 +496,10 @@ absl::Status ApplyTable(const toml::table& root, Config* c,
     }
     if (section == "api_keys") {
       if (absl::Status s = SetApiKeys(v, c, src); !s.ok()) return s;
+      continue;
+    }
+    if (section == "dkim") {
+      if (absl::Status s = SetDkim(v, c, src); !s.ok()) return s;
       continue;
     }
     if (!IsSection(section)) return Unknown(section, "section", v, src);
@@ -527,6 +579,8 @@ absl::Status ApplyOverride(absl::string_view assignment, Config* config) {
     status = SetRoutes(*value, &updated, src);
   } else if (parts.size() == 1 && path == "api_keys") {
     status = SetApiKeys(*value, &updated, src);
+  } else if (parts.size() == 1 && path == "dkim") {
+    status = SetDkim(*value, &updated, src);
   } else if (parts.size() == 2 && IsSection(parts[0])) {
     const Key* key = FindKey(parts[0], parts[1]);
     if (key == nullptr) {

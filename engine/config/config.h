@@ -22,6 +22,16 @@ struct Route {
   uint16_t port = 25;
 };
 
+// A DKIM signing key for one sending domain ([[dkim]]). A domain may have
+// several (e.g. one RSA and one Ed25519): each adds a signature.
+struct DkimKey {
+  std::string domain;     // d=, and the From domain it signs for
+  std::string selector;   // s=
+  std::string algorithm;  // "rsa-sha256" or "ed25519-sha256"
+  std::string key_file;   // PEM private key
+  std::vector<std::string> headers;  // empty: the signer's default list
+};
+
 struct Config {
   // [server]
   std::string http_listen = "127.0.0.1:8025";  // host:port; port 0 = any
@@ -68,6 +78,8 @@ struct Config {
   absl::Duration dns_max_ttl = absl::Hours(6);
   absl::Duration dns_negative_ttl = absl::Minutes(5);
   std::vector<Route> routes;           // [[routes]]
+
+  std::vector<DkimKey> dkim;           // [[dkim]]
 
   // [[api_keys]]: key -> tenant
   absl::flat_hash_map<std::string, std::string> api_keys;

@@ -222,6 +222,33 @@ tenant = "t1"
   EXPECT_EQ(c->api_keys.at("k2"), "t1");
 }
 
+TEST(ConfigTest, DkimKeys) {
+  auto c = ParseConfig(R"(
+[[dkim]]
+domain = "shop.example"
+selector = "s1"
+algorithm = "ed25519-sha256"
+key_file = "/k/ed.pem"
+[[dkim]]
+domain = "shop.example"
+selector = "s2"
+algorithm = "rsa-sha256"
+key_file = "/k/rsa.pem"
+headers = ["from", "subject"]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->dkim.size(), 2u);
+  EXPECT_EQ(c->dkim[0].algorithm, "ed25519-sha256");
+  EXPECT_TRUE(c->dkim[0].headers.empty());
+  EXPECT_EQ(c->dkim[1].headers, (std::vector<std::string>{"from", "subject"}));
+  EXPECT_EQ(Error("[[dkim]]\ndomain = \"d\"\nselector = \"s\"\n"
+                  "algorithm = \"md5\"\nkey_file = \"/k\"\n"),
+            "dkim[0].algorithm: expected \"rsa-sha256\" or \"ed25519-sha256\", "
+            "got \"md5\" (line 4)");
+  EXPECT_EQ(Error("[[dkim]]\ndomain = \"d\"\n"),
+            "dkim[0].selector: missing (line 1)");
+}
+
 TEST(ConfigTest, ErrorsNameTheKeyAndLine) {
   EXPECT_EQ(Error("[delivery]\nmax_connections_per_host = -3\n"),
             "delivery.max_connections_per_host: expected a positive integer, "

@@ -390,6 +390,21 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
            "");
     return false;
   }
+  if (options_.dkim != nullptr && options_.dkim->size() > 0) {
+    absl::Status signed_ok = options_.dkim->SignFor(
+        dkim::AddressDomain(c.content.from()), data, &dkim_buf_);
+    if (!signed_ok.ok()) {
+      // A message we cannot sign is not sent unsigned.
+      bool ours = absl::IsInternal(signed_ok);
+      Finish(d, std::move(job),
+             LocalReply(ours ? 0 : 550, ours ? "4.7.0" : "5.6.0",
+                        absl::StrCat("DKIM signing failed: ",
+                                     signed_ok.message())),
+             "");
+      return false;
+    }
+    data.insert(0, dkim_buf_);
+  }
   work->txn.mail_from = c.content.envelope_from();
   work->txn.rcpts = {job.rec.address()};
   work->txn.data = std::move(data);

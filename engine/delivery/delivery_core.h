@@ -27,6 +27,7 @@
 #include "engine/core/loop.h"
 #include "engine/classify/blast_radius.h"
 #include "engine/delivery/content_cache.h"
+#include "engine/dkim/dkim_signer.h"
 #include "engine/dns/mx_resolver.h"
 #include "engine/metrics/registry.h"
 #include "engine/pool/connection_pool.h"
@@ -53,6 +54,8 @@ class DeliveryCore : public pool::PoolDelegate {
     // Session-level failures (421, dropped connection, timeout) a recipient
     // may meet in one lease before it is deferred.
     int max_session_failures = 2;
+    // DKIM signers by sending domain, shared by every loop (may be null).
+    std::shared_ptr<const dkim::DkimSigners> dkim;
   };
 
   DeliveryCore(core::Loop& loop, const Options& options,
@@ -149,7 +152,7 @@ class DeliveryCore : public pool::PoolDelegate {
   core::Timer wake_timer_;
   core::Timer flush_timer_;
   core::Timer grace_timer_;
-  std::string render_buf_;
+  std::string dkim_buf_;
   std::vector<render::MergeField> fields_scratch_;
 
   bool shutting_down_ = false;
