@@ -7,6 +7,7 @@ Prints one line: salvo_e2e delivered=N seconds=S msgs_per_s=R
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--set", action="append", default=[],
                     help="extra salvo --set overrides")
+    ap.add_argument("--dkim", choices=["ed25519", "rsa"],
+                    help="sign every message (a fresh key for the sender)")
     args = ap.parse_args()
     zone = "bench.test"
     domains = [f"d{i:03d}.{zone}" for i in range(args.domains)]
@@ -35,6 +38,17 @@ def main():
                            local=[zone]) as dns, peers.SmtpSink() as sink:
             overrides = {"dns.servers": dns.server,
                          "delivery.smtp_port": sink.port}
+            if args.dkim:
+                key = os.path.join(work, "dkim.pem")
+                gen = (["genpkey", "-algorithm", "ed25519"]
+                       if args.dkim == "ed25519" else
+                       ["genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048"])
+                subprocess.run(["openssl", *gen, "-out", key], check=True)
+                alg = "ed25519-sha256" if args.dkim == "ed25519" else "rsa-sha256"
+                overrides["dkim"] = (
+                    f'[{{domain="shop.salvo-demo.test", selector="bench", '
+                    f'algorithm="{alg}", key_file="{key}"}}]')
             for kv in args.set:
                 k, _, v = kv.partition("=")
                 overrides[k] = v
@@ -50,7 +64,8 @@ def main():
                 seconds = time.monotonic() - t0
                 print(f"# accepted in {t_accept:.2f}s; sink counted "
                       f"{sink.message_count()}; counts {c}", file=sys.stderr)
-                print(f"salvo_e2e delivered={c['delivered']} "
+                tag = f" dkim={args.dkim}" if args.dkim else ""
+                print(f"salvo_e2e{tag} delivered={c['delivered']} "
                       f"seconds={seconds:.2f} "
                       f"msgs_per_s={c['delivered'] / seconds:.0f}")
     finally:
