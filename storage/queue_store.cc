@@ -4,8 +4,14 @@
 // group of pending batches.
 #include "storage/queue_store.h"
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -14,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
@@ -27,6 +34,8 @@ namespace salvo::storage {
 namespace {
 
 constexpr char kMetaNumShardsKey[] = "Mnum_shards";
+// Time of the last recovery from a write failure (int64 LE ms).
+constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
 
 // Key of the lane after (shard, lane): the exclusive end of a lane scan.
 std::string PrefixEnd(std::string prefix) {
@@ -85,6 +94,46 @@ absl::Status ToAbsl(const rocksdb::Status& s, absl::string_view what) {
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
   return absl::InternalError(msg);
 }
+
+// RocksDB's info LOG, written with stdio. RocksDB's own file logger aborts the
+// process (Debian's librocksdb keeps its assertions) on the second message
+// after a failed write, i.e. on any disk-full error that lands in the LOG;
+// this one drops lines the disk cannot take. Any thread.
+class PlainFileLogger final : public rocksdb::Logger {
+ public:
+  static std::shared_ptr<rocksdb::Logger> Open(const std::string& dir) {
+    ::mkdir(dir.c_str(), 0755);  // RocksDB creates the DB directory later
+    const std::string path = dir + "/LOG";
+    ::rename(path.c_str(), (path + ".old").c_str());
+    FILE* file = std::fopen(path.c_str(), "w");
+    if (file == nullptr) return nullptr;  // RocksDB's default logger
+    return std::make_shared<PlainFileLogger>(file);
+  }
+  explicit PlainFileLogger(FILE* file)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), file_(file) {}
+  ~PlainFileLogger() override { std::fclose(file_); }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    int n = std::snprintf(line, sizeof(line), "%lld.%06lld ",
+                          static_cast<long long>(us / 1000000),
+                          static_cast<long long>(us % 1000000));
+    const int m = std::vsnprintf(line + n, sizeof(line) - n - 1, format, ap);
+    n = std::min<int>(n + std::max(m, 0), sizeof(line) - 2);
+    line[n++] = '\n';
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fwrite(line, 1, static_cast<size_t>(n), file_);  // errors dropped
+    std::fflush(file_);
+  }
+
+ private:
+  std::mutex mu_;
+  FILE* const file_;
+};
 
 // Encodes a queue key into a fixed buffer (no allocation on the hot path).
 rocksdb::Slice QueueKeySlice(const QueueKey& key, char buf[kQueueKeySize]) {
@@ -254,7 +303,12 @@ struct QueueStore::Committer {
     std::function<void(absl::Status)> done;
   };
 
-  Committer(rocksdb::DB* db, bool sync) : db(db), sync(sync) {
+  Committer(rocksdb::DB* db, bool sync, std::string path,
+            uint64_t min_free_bytes)
+      : db(db),
+        sync(sync),
+        path(std::move(path)),
+        min_free_bytes(min_free_bytes) {
     thread = std::thread([this] { Run(); });
   }
 
@@ -282,23 +336,25 @@ struct QueueStore::Committer {
       {
         std::unique_lock<std::mutex> lock(mu);
         auto ready = [this] { return stop || !pending.empty(); };
-        if (healthy.load(std::memory_order_relaxed)) {
+        if (healthy.load(std::memory_order_relaxed) && min_free_bytes == 0) {
           cv.wait(lock, ready);
         } else {
-          // Wake up to retry recovery even when nobody submits (ingress may
-          // be shedding on healthy()).
+          // Wake up to re-check space and retry recovery even when nobody
+          // submits, so healthy() stays current for ingress.
           cv.wait_for(lock,
                       std::chrono::milliseconds(kRecoveryIntervalMs), ready);
         }
         if (stop && pending.empty()) return;  // stop requested and drained
         group.swap(pending);
       }
-      if (!healthy.load(std::memory_order_relaxed)) MaybeRecover();
+      CheckSpace();
+      if (!db_ok) MaybeRecover();
+      healthy.store(db_ok && space_ok, std::memory_order_release);
       results.clear();
-      if (!healthy.load(std::memory_order_relaxed)) {
+      if (!db_ok || !space_ok) {
         const absl::Status shed = absl::UnavailableError(absl::StrCat(
             "queue store unhealthy, writes refused until it recovers: ",
-            last_error));
+            space_ok ? last_error : space_error));
         results.assign(group.size(), shed);
       } else {
         WriteGroup(group, &results);
@@ -353,34 +409,67 @@ struct QueueStore::Committer {
   }
 
   void MarkUnhealthy(const rocksdb::Status& s) {
-    if (healthy.load(std::memory_order_relaxed)) {
-      last_error = s.ToString();
-      healthy.store(false, std::memory_order_release);
-    }
+    if (db_ok) last_error = s.ToString();
+    db_ok = false;
+    healthy.store(false, std::memory_order_release);
     next_recovery = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(kRecoveryIntervalMs);
   }
 
+  // Committer thread: statvfs of the store's directory, at most every
+  // kRecoveryIntervalMs.
+  void CheckSpace() {
+    if (min_free_bytes == 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_space_check) return;
+    next_space_check = now + std::chrono::milliseconds(kRecoveryIntervalMs);
+    struct statvfs v;
+    if (::statvfs(path.c_str(), &v) != 0) return;  // keep the last verdict
+    const uint64_t free_bytes =
+        static_cast<uint64_t>(v.f_bavail) * static_cast<uint64_t>(v.f_frsize);
+    space_ok = free_bytes >= min_free_bytes;
+    if (!space_ok) {
+      space_error = absl::StrCat("disk full: ", free_bytes, " bytes free under ",
+                                 path, ", writes need ", min_free_bytes);
+    }
+  }
+
   // Committer thread. Resume() clears RocksDB's background error (it is
-  // read-only after ENOSPC); the flush moves every written entry into a
-  // synced SST and starts a new WAL, so a damaged WAL tail is never again
-  // needed. Both fail fast while the disk is still full.
+  // read-only after ENOSPC). The WAL writer that failed stays poisoned (the
+  // next append to it aborts the process in Debian's librocksdb, and fails
+  // in a release build), so before any logged write: put a marker without
+  // WAL, which makes the memtable non-empty, and flush, which moves every
+  // written entry into a synced SST and switches to a fresh WAL. All of this
+  // fails fast while the disk is still full. Only the committer writes, so
+  // no write can reach the old WAL in between.
   void MaybeRecover() {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_recovery) return;
     next_recovery = now + std::chrono::milliseconds(kRecoveryIntervalMs);
     rocksdb::Status s = db->Resume();
+    if (s.ok()) {
+      rocksdb::WriteOptions no_wal;
+      no_wal.disableWAL = true;
+      char buf[8];
+      EncodeInt64Le(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count(),
+                    buf);
+      s = db->Put(no_wal, kMetaRecoveredKey, rocksdb::Slice(buf, 8));
+    }
     if (s.ok()) s = db->Flush(rocksdb::FlushOptions());
     if (!s.ok()) {
       last_error = s.ToString();
       return;
     }
     recoveries.fetch_add(1, std::memory_order_relaxed);
-    healthy.store(true, std::memory_order_release);
+    db_ok = true;
   }
 
   rocksdb::DB* const db;
   const bool sync;
+  const std::string path;
+  const uint64_t min_free_bytes;
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Pending> pending;  // guarded by mu
@@ -390,8 +479,12 @@ struct QueueStore::Committer {
   std::atomic<int64_t> recoveries{0};
   std::atomic<bool> healthy{true};
   // Committer thread only.
+  bool db_ok = true;     // no failed write since the last recovery
+  bool space_ok = true;  // free space >= min_free_bytes at the last check
   std::string last_error;
+  std::string space_error;
   std::chrono::steady_clock::time_point next_recovery;
+  std::chrono::steady_clock::time_point next_space_check;
   std::thread thread;
 };
 
@@ -406,7 +499,8 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   rocksdb::Options options;
   options.create_if_missing = true;
   if (o.env != nullptr) options.env = o.env;
-  options.write_buffer_size = 64 << 20;
+  options.info_log = PlainFileLogger::Open(o.path);
+  options.write_buffer_size = o.write_buffer_bytes;
   options.compression = rocksdb::kLZ4Compression;
   options.merge_operator = std::make_shared<Int64AddOperator>();
   // A state batch alternates between key families ('Q' lane, 'O' outcomes of
@@ -453,7 +547,8 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
                              .count();
   store->last_id_.store(static_cast<uint64_t>(now_ms) << 20);
   store->db_ = std::move(db);
-  store->committer_ = std::make_unique<Committer>(store->db_.get(), o.sync);
+  store->committer_ = std::make_unique<Committer>(
+      store->db_.get(), o.sync, o.path, o.min_free_bytes);
   return store;
 }
 

@@ -14,11 +14,12 @@
 // no I/O) and handed to Commit(). One committer thread writes the batches and,
 // when any of them asked for durability, syncs the WAL once for the whole
 // group (group commit); then it runs the callbacks on its own thread.
-// Disk full: a failed write or sync latches healthy() to false; while
+// Disk full: free space below Options::min_free_bytes, or a failed write or
+// sync, latches healthy() to false; while
 // unhealthy the committer fails new batches at once (Unavailable, naming the
 // cause) and retries recovery (DB::Resume, then a memtable flush that moves
 // everything written off the damaged WAL) every kRecoveryIntervalMs until it
-// succeeds, so intake resumes on its own once space is freed.
+// succeeds and space is back, so intake resumes on its own.
 // Reads (ScanDue, GetContent, GetCounts) may be called from any thread.
 #ifndef SALVO_STORAGE_QUEUE_STORE_H_
 #define SALVO_STORAGE_QUEUE_STORE_H_
@@ -124,6 +125,15 @@ class QueueStore {
     // false: never fsync (benchmarks of the non-durable case only).
     bool sync = true;
     size_t block_cache_bytes = 64 << 20;
+    // Memtable size. After a disk-full error RocksDB resumes writes only once
+    // this much space is free again (its SstFileManager polls every 5 s).
+    size_t write_buffer_bytes = 64 << 20;
+    // Shed writes (healthy() false, Unavailable "disk full") while the file
+    // system under `path` has less free space than this, checked at most
+    // every kRecoveryIntervalMs; 0 disables. Keeps ENOSPC away from RocksDB
+    // (see queue_store.cc: a WAL append that fails right after a memtable
+    // switch leaves RocksDB 7.8 unable to write again without a reopen).
+    uint64_t min_free_bytes = 256ull << 20;
     // Test hook: the Env (file system) under the store, e.g. a
     // PowerLossFileSystem (storage/fault_env.h). nullptr: the default Env.
     // Must outlive the store.
