@@ -294,6 +294,7 @@ void ClientFsm::OnReply(Reply r, FsmActions* out) {
       OnTxnReply(c, &r, out);
       break;
     case Stage::kRset:
+      ReleaseHeld(nullptr, out);
       if (Is2xx(r)) {
         GoIdle(out);
       } else {
@@ -478,15 +479,21 @@ void ClientFsm::FinishTxn(bool rset, FsmActions* out) {
   in_txn_ = false;
   table_.resize(sent_);  // drop commands never sent (MAIL or RCPTs failed)
   ++transactions_;
-  FsmAction a;
-  a.type = FsmAction::Type::kTransactionDone;
-  a.result = std::move(result_);
-  result_ = TransactionResult();
   txn_ = Transaction();
-  out->push_back(std::move(a));
   if (rset) {
+    // A failed transaction is reported when RSET is answered: a server out
+    // of step (e.g. a duplicate reply under PIPELINING that shifted a RCPT
+    // 550 onto DATA) shows itself there, and then nothing it said counts.
+    held_ = std::move(result_);
+    holding_ = true;
+    result_ = TransactionResult();
     SendCommandNow(Stage::kRset, out);
   } else {
+    FsmAction a;
+    a.type = FsmAction::Type::kTransactionDone;
+    a.result = std::move(result_);
+    result_ = TransactionResult();
+    out->push_back(std::move(a));
     GoIdle(out);
   }
 }
@@ -497,6 +504,10 @@ void ClientFsm::GoIdle(FsmActions* out) {
     DoQuit(out);
     return;
   }
+  // Stop the timer before kReady: the owner may Send() from inside on_ready
+  // and arm it again, and a stop after that would leave the new command
+  // without a timeout.
+  SyncTimer(out);
   FsmAction a;
   a.type = FsmAction::Type::kReady;
   out->push_back(std::move(a));
@@ -639,7 +650,34 @@ void ClientFsm::OnConnectionClosed(absl::string_view why, FsmActions* out) {
               out);
 }
 
+void ClientFsm::ReleaseHeld(const Reply* protocol_error, FsmActions* out) {
+  if (!holding_) return;
+  holding_ = false;
+  FsmAction a;
+  a.type = FsmAction::Type::kTransactionDone;
+  a.result = std::move(held_);
+  held_ = TransactionResult();
+  if (protocol_error != nullptr) {
+    Reply fill = *protocol_error;
+    fill.synthetic = true;
+    fill.code = 0;
+    auto set = [&](Reply* r) {
+      Stage stage = r->stage;
+      *r = fill;
+      r->stage = stage;
+    };
+    set(&a.result.mail);
+    for (Reply& r : a.result.rcpts) set(&r);
+    set(&a.result.data);
+    set(&a.result.data_end);
+  }
+  out->push_back(std::move(a));
+}
+
 void ClientFsm::FailSession(Reply reason, FsmActions* out) {
+  // Our own protocol-error texts all start with "protocol ".
+  ReleaseHeld(absl::StartsWith(reason.text, "protocol ") ? &reason : nullptr,
+              out);
   if (in_txn_) {
     in_txn_ = false;
     // Every field no server reply filled becomes a transient failure.

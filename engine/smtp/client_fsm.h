@@ -10,7 +10,8 @@
 // (RFC 2920) MAIL, every RCPT and DATA go out in one write and the body plus
 // "." in one more after the 354; without it, one command per round trip.
 // EHLO falls back to HELO on 5xx. RSET follows a failed transaction in which
-// MAIL was accepted. Session failures (timeout, close, 421, desync, malformed
+// MAIL was accepted; that transaction's result is reported when RSET is
+// answered (a desync there makes it all transient). Session failures (timeout, close, 421, desync, malformed
 // reply) complete a transaction in flight with synthetic transient replies.
 //
 // STARTTLS (RFC 3207, per SessionOptions::tls): after EHLO, "STARTTLS"; on
@@ -126,6 +127,9 @@ class ClientFsm {
   // Quits politely; `why` is what the session reports when it closes.
   void QuitBecause(Reply why, FsmActions* out);
   void FailSession(Reply reason, FsmActions* out);
+  // Reports the result held until RSET's reply; all transient (with
+  // `protocol_error`'s text) when the server turned out to be out of step.
+  void ReleaseHeld(const Reply* protocol_error, FsmActions* out);
   void Close(Reply reason, FsmActions* out);
   void ParseExtensions(absl::string_view ehlo_text);
   Stage CurrentStage() const;
@@ -153,6 +157,8 @@ class ClientFsm {
   bool in_txn_ = false;
   Transaction txn_;
   TransactionResult result_;
+  bool holding_ = false;
+  TransactionResult held_;
   int accepted_ = 0;
   bool quit_requested_ = false;
   bool have_close_reason_ = false;

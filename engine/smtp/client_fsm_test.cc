@@ -309,13 +309,14 @@ TEST_P(FsmTest, AllRcptsFailedDataRejectedThenRset) {
   h.Handshake(kEhloPipelining);
   h.Send({"a@x.test"});
   h.Feed("250 ok\r\n550 no\r\n554 5.5.1 no valid recipients\r\n");
-  ASSERT_EQ(h.results.size(), 1u);
-  EXPECT_EQ(h.results[0].ForRecipient(0).code, 550);
+  EXPECT_EQ(h.results.size(), 0u);  // held until RSET is answered
   EXPECT_EQ(h.Last(), "RSET\r\n");
   EXPECT_EQ(h.armed_stage, Stage::kRset);
   EXPECT_EQ(h.ready, 1);
   EXPECT_FALSE(h.fsm_.idle());
   h.Feed("250 2.0.0 ok\r\n");
+  ASSERT_EQ(h.results.size(), 1u);
+  EXPECT_EQ(h.results[0].ForRecipient(0).code, 550);
   EXPECT_EQ(h.ready, 2);
 }
 
@@ -326,9 +327,9 @@ TEST_P(FsmTest, AllRcptsFailedWithoutPipeliningSkipsData) {
   h.Feed("250 ok\r\n");
   h.Feed("550 no\r\n");
   EXPECT_EQ(h.Last(), "RSET\r\n");
+  h.Feed("250 ok\r\n");
   ASSERT_EQ(h.results.size(), 1u);
   EXPECT_EQ(h.results[0].ForRecipient(0).code, 550);
-  h.Feed("250 ok\r\n");
   EXPECT_EQ(h.ready, 2);
 }
 
@@ -337,6 +338,7 @@ TEST_P(FsmTest, Data4xxThenRset) {
   h.Handshake(kEhloPipelining);
   h.Send({"a@x.test"});
   h.Feed("250 ok\r\n250 ok\r\n451 4.3.0 try later\r\n");
+  h.Feed("250 reset\r\n");
   ASSERT_EQ(h.results.size(), 1u);
   EXPECT_EQ(h.results[0].ForRecipient(0).code, 451);
   EXPECT_EQ(h.results[0].ForRecipient(0).stage, Stage::kData);
@@ -488,6 +490,9 @@ TEST_P(FsmTest, TimeoutInEachStage) {
       ASSERT_EQ(h.results.size(), results_before + 1);
       ExpectAllTransient(h.results.back());
       EXPECT_EQ(h.results.back().ForRecipient(0).stage, c.stage);
+    } else if (c.stage == Stage::kRset) {
+      // The failed transaction held for RSET is reported as it was.
+      EXPECT_EQ(h.results.size(), results_before + 1);
     } else {
       EXPECT_EQ(h.results.size(), results_before);
     }
@@ -717,8 +722,22 @@ TEST_P(FsmTest, BdatWithoutPipeliningAndAllRejected) {
   EXPECT_EQ(h.Last(), "RCPT TO:<a@x.test>\r\n");
   h.Feed("550 no\r\n");
   EXPECT_EQ(h.Last(), "RSET\r\n");
+  h.Feed("250 reset\r\n");
   ASSERT_EQ(h.results.size(), 1u);
   EXPECT_EQ(h.results[0].ForRecipient(0).code, 550);
+}
+
+TEST_P(FsmTest, DesyncSeenAtRsetMakesHeldResultTransient) {
+  Harness h(GetParam());
+  h.Handshake(kEhloPipelining);
+  h.Send({"a@x.test"});
+  // MAIL answered twice: RCPT takes the duplicate, DATA the RCPT's 550.
+  h.Feed("250 OK\r\n250 OK\r\n550 5.1.1 no such user\r\n");
+  EXPECT_EQ(h.Last(), "RSET\r\n");
+  h.Feed("354 go\r\n");  // DATA's real reply lands on RSET
+  ASSERT_EQ(h.results.size(), 1u);
+  ExpectAllTransient(h.results[0]);
+  EXPECT_EQ(h.closes, 1);
 }
 
 TEST_P(FsmTest, BdatConnectionLostIsTransient) {
