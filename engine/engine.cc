@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   so.path = config.spool_path;
   so.num_shards = config.shards;
   so.sync = config.spool_sync;
+  so.min_free_bytes = config.spool_min_free_bytes;
   auto store = storage::QueueStore::Open(so);
   if (!store.ok()) return store.status();
   e->store_ = *std::move(store);

@@ -237,6 +237,7 @@ const std::vector<Key>& Keys() {
       {"spool", "shards",
        IntRange(&Config::shards, 1, 4096, "an integer in 1..4096")},
       {"spool", "sync", Bool(&Config::spool_sync)},
+      {"spool", "min_free_bytes", Int64(&Config::spool_min_free_bytes)},
       {"limits", "max_request_bytes", Int64(&Config::max_request_bytes)},
       {"limits", "max_message_bytes", Int64(&Config::max_message_bytes)},
       {"limits", "max_recipients_per_message",

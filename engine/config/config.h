@@ -42,6 +42,8 @@ struct Config {
   std::string spool_path = "./salvo-spool";
   int shards = 64;
   bool spool_sync = true;  // fsync the WAL before acknowledging
+  // Refuse intake (503) while the spool's disk has less free than this.
+  int64_t spool_min_free_bytes = 64 << 20;
 
   // [limits]
   int64_t max_request_bytes = 256 << 20;

@@ -22,7 +22,7 @@ namespace {
 // Every key of the file, as "section.key". Keep in step with Config.
 const std::vector<std::string> kKeys = {
     "server.http_listen", "server.loops", "server.hostname",
-    "spool.path", "spool.shards", "spool.sync",
+    "spool.path", "spool.shards", "spool.sync", "spool.min_free_bytes",
     "limits.max_request_bytes", "limits.max_message_bytes",
     "limits.max_recipients_per_message",
     "delivery.smtp_port", "delivery.max_connections_per_host",
@@ -55,6 +55,7 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"spool_path", c.spool_path},
       {"shards", absl::StrCat(c.shards)},
       {"spool_sync", absl::StrCat(c.spool_sync)},
+      {"spool_min_free_bytes", absl::StrCat(c.spool_min_free_bytes)},
       {"max_request_bytes", absl::StrCat(c.max_request_bytes)},
       {"max_message_bytes", absl::StrCat(c.max_message_bytes)},
       {"max_recipients_per_message",
