@@ -15,10 +15,11 @@
 // the next control byte ends the handshake: 0xF5 failed, else established.
 // make_seeds.py writes seeds in this layout.
 //
-// The harness reacts to kReady (Send() or Quit()) after the whole action
-// list is handled. The Session today reacts inside the list (ConnectionPool
-// Send()s from on_ready), which lets a later kStopTimer of the same list
-// stop the new command's timer; SALVO_FUZZ_SYNC_READY=1 reacts that way.
+// The harness reacts to kReady (Send() or Quit()) inside the action list,
+// as the Session does (ConnectionPool Send()s from on_ready): a later
+// kStopTimer of the same list must not stop the new command's timer (a bug
+// this target found; seed corpus/client_fsm/timer-after-ready).
+// SALVO_FUZZ_SYNC_READY=0 reacts after the whole list instead.
 //
 // Oracle: the harness reads every command the FSM writes and maps the
 // server's replies to them in order with its own ReplyParser. Invariants
@@ -76,7 +77,7 @@ bool Is2xx(int code) { return code >= 200 && code < 300; }
 bool SyncReady() {
   static const bool sync = [] {
     const char* v = std::getenv("SALVO_FUZZ_SYNC_READY");
-    return v != nullptr && v[0] == '1';
+    return v == nullptr || v[0] != '0';
   }();
   return sync;
 }
