@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "engine/hygiene/verp.h"
 #include "engine/metrics/metric_names.h"
 #include "storage/key_codec.h"
 
@@ -85,6 +86,7 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
       in_flight_table_(in_flight),
       clock_(clock),
       retry_(options.retry, seed),
+      tls_fallback_(clock, options.tls_fallback_ttl),
       tick_timer_(loop),
       wake_timer_(loop),
       flush_timer_(loop),
@@ -305,17 +307,27 @@ void DeliveryCore::OnMx(Destination* d, const dns::MxResult& r) {
 }
 
 DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
+  smtp::TlsPolicy policy = options_.tls_policy;
+  if (auto p = options_.tls_domain_policy.find(d->domain);
+      p != options_.tls_domain_policy.end()) {
+    policy = p->second;
+  }
   for (const dns::MxHost& host : d->mx.hosts) {
     for (const sockaddr_storage& addr : host.addrs) {
-      std::string key = AddressKey(addr);
+      // One pool per address and TLS policy.
+      std::string key =
+          absl::StrCat(AddressKey(addr), "/", smtp::TlsPolicyName(policy));
       auto it = pools_.find(key);
       if (it == pools_.end()) {
         smtp::Endpoint ep;
         ep.addr = addr;
         ep.host_name = host.name;
+        pool::ConnectionPool::Options po = options_.pool;
+        po.session.tls.policy = policy;
+        po.tls_fallback = &tls_fallback_;
         auto ps = std::make_unique<PoolState>();
-        ps->pool = std::make_unique<pool::ConnectionPool>(
-            loop_, options_.pool, ep, this, clock_);
+        ps->pool = std::make_unique<pool::ConnectionPool>(loop_, po, ep, this,
+                                                          clock_);
         ps->pool->on_open_change = [this](int delta) {
           connections_gauge_->Add(delta);
         };
@@ -370,6 +382,20 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
     return false;
   }
   const CachedContent& c = **content;
+  if (options_.suppressions != nullptr) {
+    storage::SuppressionEntry match;
+    auto hit = options_.suppressions->IsSuppressed(
+        c.content.tenant(), job.rec.address(), &match);
+    if (hit.ok() && *hit) {
+      // Suppressed after it was accepted: never sent.
+      Finish(d, std::move(job),
+             LocalReply(550, "5.7.1",
+                        absl::StrCat("recipient is on the suppression list (",
+                                     match.entry, ")")),
+             "");
+      return false;
+    }
+  }
   fields_scratch_.clear();
   for (const auto& f : job.rec.fields()) {
     fields_scratch_.emplace_back(f.name(), f.value());
@@ -382,6 +408,17 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
   in.fields = fields_scratch_;
   in.message_id = message_id;
   in.date = clock_.Now();
+  unsubscribe_buf_.clear();
+  if (!c.content.transactional() &&
+      !options_.hygiene.unsubscribe_secret.empty() &&
+      !options_.hygiene.unsubscribe_base_url.empty()) {
+    absl::Status us = hygiene::AppendListUnsubscribe(
+        options_.hygiene,
+        hygiene::UnsubscribeTarget{c.content.tenant(), job.rec.content_id(),
+                                   job.rec.address()},
+        &unsubscribe_buf_);
+    if (us.ok()) in.list_unsubscribe = unsubscribe_buf_;
+  }
   std::string data;
   absl::Status s = c.compiled->Render(in, &data);
   if (!s.ok()) {
@@ -405,21 +442,29 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
     }
     data.insert(0, dkim_buf_);
   }
-  work->txn.mail_from = c.content.envelope_from();
+  if (!options_.hygiene.bounce_domain.empty()) {
+    // VERP: an asynchronous bounce names the campaign and the recipient.
+    work->txn.mail_from = hygiene::BuildVerp(
+        hygiene::VerpIds{job.rec.content_id(), job.key.id},
+        options_.hygiene.bounce_domain);
+  } else {
+    work->txn.mail_from = c.content.envelope_from();
+  }
   work->txn.rcpts = {job.rec.address()};
   work->txn.data = std::move(data);
   uint64_t id = job.key.id;
   active_.emplace(id, std::make_pair(d, std::move(job)));
   PoolState* ps = d->pool;
   work->done = [this, id, ps, host](const smtp::TransactionResult& result) {
-    OnResult(id, ps, host, classify::ForRecipient(result, 0));
+    OnResult(id, ps, host, classify::ForRecipient(result, 0), result.tls);
   };
   return true;
 }
 
 void DeliveryCore::OnResult(uint64_t job_id, PoolState* ps,
                             const std::string& host,
-                            const classify::Verdict& verdict) {
+                            const classify::Verdict& verdict,
+                            const smtp::TlsInfo& tls) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   Destination* d = it->second.first;
@@ -452,12 +497,12 @@ void DeliveryCore::OnResult(uint64_t job_id, PoolState* ps,
     Kick(d);
     return;
   }
-  Finish(d, std::move(job), reply, host);
+  Finish(d, std::move(job), reply, host, &tls);
   if (!shutting_down_ && !d->empty()) Kick(d);
 }
 
 void DeliveryCore::Finish(Destination* d, Job&& job, const smtp::Reply& reply,
-                          const std::string& host) {
+                          const std::string& host, const smtp::TlsInfo* tls) {
   const int64_t now = clock_.NowMillis();
   storage::Outcome o;
   o.set_at_ms(now);
@@ -466,6 +511,10 @@ void DeliveryCore::Finish(Destination* d, Job&& job, const smtp::Reply& reply,
   o.set_reply(reply.ToString());
   o.set_address(job.rec.address());
   o.set_content_id(job.rec.content_id());
+  if (tls != nullptr && tls->active) {
+    o.set_tls(absl::StrCat(tls->version, " ", tls->cipher,
+                           tls->verified ? " verified" : ""));
+  }
   if (reply.IsPositive()) {
     latency_->Observe(static_cast<double>(now - job.rec.accepted_ms()) / 1000.0);
     Record(d, std::move(job), Final::kDelivered, o, -1);

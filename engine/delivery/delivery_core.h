@@ -29,10 +29,13 @@
 #include "engine/delivery/content_cache.h"
 #include "engine/dkim/dkim_signer.h"
 #include "engine/dns/mx_resolver.h"
+#include "engine/hygiene/list_unsubscribe.h"
 #include "engine/metrics/registry.h"
 #include "engine/pool/connection_pool.h"
+#include "engine/smtp/tls_engine.h"
 #include "engine/sched/retry_schedule.h"
 #include "storage/queue_store.h"
+#include "storage/suppression_store.h"
 
 namespace salvo::delivery {
 
@@ -56,6 +59,14 @@ class DeliveryCore : public pool::PoolDelegate {
     int max_session_failures = 2;
     // DKIM signers by sending domain, shared by every loop (may be null).
     std::shared_ptr<const dkim::DkimSigners> dkim;
+    // STARTTLS policy: the default, and per destination domain.
+    smtp::TlsPolicy tls_policy = smtp::TlsPolicy::kOpportunistic;
+    absl::flat_hash_map<std::string, smtp::TlsPolicy> tls_domain_policy;
+    absl::Duration tls_fallback_ttl = absl::Hours(1);
+    // List-Unsubscribe for campaign mail, VERP return paths.
+    hygiene::HygieneOptions hygiene;
+    // Checked just before each delivery (may be null; not owned).
+    const storage::SuppressionStore* suppressions = nullptr;
   };
 
   DeliveryCore(core::Loop& loop, const Options& options,
@@ -114,9 +125,9 @@ class DeliveryCore : public pool::PoolDelegate {
   bool BuildWork(Destination* d, Job job, const std::string& host,
                  pool::PoolWork* work);
   void OnResult(uint64_t job_id, PoolState* ps, const std::string& host,
-                const classify::Verdict& verdict);
+                const classify::Verdict& verdict, const smtp::TlsInfo& tls);
   void Finish(Destination* d, Job&& job, const smtp::Reply& reply,
-              const std::string& host);
+              const std::string& host, const smtp::TlsInfo* tls = nullptr);
   void Record(Destination* d, Job&& job, Final kind,
               const storage::Outcome& o, int64_t new_due_ms);
   void Flush();
@@ -130,6 +141,7 @@ class DeliveryCore : public pool::PoolDelegate {
   InFlightTable* const in_flight_table_;
   const core::Clock& clock_;
   sched::RetrySchedule retry_;
+  smtp::TlsFallbackMemory tls_fallback_;
   std::unique_ptr<dns::MxResolver> resolver_;
 
   // Cursor per (owned shard index, lane).
@@ -153,6 +165,7 @@ class DeliveryCore : public pool::PoolDelegate {
   core::Timer flush_timer_;
   core::Timer grace_timer_;
   std::string dkim_buf_;
+  std::string unsubscribe_buf_;
   std::vector<render::MergeField> fields_scratch_;
 
   bool shutting_down_ = false;

@@ -58,8 +58,13 @@ void ConnectionPool::OpenSession() {
   cb.on_closed = [this](smtp::Session* s, const smtp::Reply& why) {
     OnClosed(s, why);
   };
-  auto session = smtp::Session::Create(loop_, options_.session, endpoint_,
-                                       std::move(cb));
+  smtp::SessionOptions so = options_.session;
+  if (so.tls.policy == smtp::TlsPolicy::kOpportunistic &&
+      options_.tls_fallback != nullptr &&
+      options_.tls_fallback->ShouldSkipTls(key_)) {
+    so.tls.policy = smtp::TlsPolicy::kDisabled;
+  }
+  auto session = smtp::Session::Create(loop_, so, endpoint_, std::move(cb));
   smtp::Session* raw = session.get();
   connecting_.push_back(std::move(session));
   where_[raw] = Where{&connecting_, std::prev(connecting_.end()),
@@ -86,7 +91,8 @@ bool ConnectionPool::Dispatch(smtp::Session* s) {
   if (!delegate_->TakeWork(*this, &work)) return false;
   MoveTo(s, &busy_);
   s->Send(std::move(work.txn),
-          [done = std::move(work.done)](smtp::TransactionResult result) {
+          [s, done = std::move(work.done)](smtp::TransactionResult result) {
+            result.tls = s->tls();
             done(result);
           });
   return true;
@@ -136,7 +142,14 @@ void ConnectionPool::OnClosed(smtp::Session* s, const smtp::Reply& why) {
   w.list->erase(w.it);
   loop_.DeferDelete(std::make_unique<DeadSession>(std::move(owned)));
   if (on_open_change) on_open_change(-1);
-  if (!w.ever_ready && !draining_all_) {
+  bool tls_failed = why.stage == smtp::Stage::kTlsHandshake &&
+                    options_.session.tls.policy ==
+                        smtp::TlsPolicy::kOpportunistic &&
+                    options_.tls_fallback != nullptr;
+  if (tls_failed) {
+    // Opportunistic TLS failed: the next connections go in plaintext.
+    options_.tls_fallback->Remember(key_);
+  } else if (!w.ever_ready && !draining_all_) {
     down_until_ = clock_.Now() + options_.down_time;
     delegate_->OnEndpointDown(*this, why);
   }

@@ -17,6 +17,7 @@
 #include "engine/core/clock.h"
 #include "engine/core/loop.h"
 #include "engine/smtp/session.h"
+#include "engine/smtp/tls_engine.h"
 
 namespace salvo::pool {
 
@@ -48,6 +49,9 @@ class ConnectionPool {
     absl::Duration idle_timeout = absl::Seconds(5);
     absl::Duration down_time = absl::Seconds(60);  // after a failed connect
     smtp::SessionOptions session;
+    // MX endpoints whose opportunistic STARTTLS failed get plaintext for a
+    // while (not owned; may be null).
+    smtp::TlsFallbackMemory* tls_fallback = nullptr;
   };
 
   ConnectionPool(core::Loop& loop, const Options& options,

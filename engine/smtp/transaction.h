@@ -101,6 +101,7 @@ struct TransactionResult {
   // Fields never reached hold code 0 (transient), so a transaction cut short
   // never reads as delivered.
   const Reply& ForRecipient(size_t i) const;
+  TlsInfo tls;  // of the session that ran the transaction
 };
 
 struct Endpoint {
