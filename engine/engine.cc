@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/core/clock.h"
@@ -58,9 +59,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   if (!store.ok()) return store.status();
   e->store_ = *std::move(store);
   e->contents_ = std::make_unique<delivery::ContentCache>(e->store_.get());
+  e->suppressions_ =
+      std::make_unique<storage::SuppressionStore>(e->store_.get());
   e->api_ = std::make_unique<api::Api>(e->config_, e->store_.get(), e.get(),
                                        &metrics::Registry::Default(),
                                        core::RealClock::Get());
+  e->api_->SetUnsubscribeSecret(config.unsubscribe_secret);
   absl::Status s = e->StartLoops();
   if (!s.ok()) {
     e->Stop();
@@ -138,6 +142,25 @@ absl::Status Engine::StartLoops() {
     }
     o.dkim = std::make_shared<const dkim::DkimSigners>(*std::move(built));
   }
+
+  auto policy = [](absl::string_view name) {
+    for (smtp::TlsPolicy p :
+         {smtp::TlsPolicy::kDisabled, smtp::TlsPolicy::kOpportunistic,
+          smtp::TlsPolicy::kRequired, smtp::TlsPolicy::kRequiredVerify}) {
+      if (name == smtp::TlsPolicyName(p)) return p;
+    }
+    return smtp::TlsPolicy::kOpportunistic;  // config validated the name
+  };
+  o.tls_policy = policy(config_.tls_policy);
+  for (const config::TlsDomainPolicy& p : config_.tls_policies) {
+    o.tls_domain_policy[absl::AsciiStrToLower(p.domain)] = policy(p.policy);
+  }
+  o.tls_fallback_ttl = config_.tls_fallback_ttl;
+  o.hygiene.unsubscribe_secret = config_.unsubscribe_secret;
+  o.hygiene.unsubscribe_base_url = config_.unsubscribe_base_url;
+  o.hygiene.unsubscribe_mailto_domain = config_.unsubscribe_mailto_domain;
+  o.hygiene.bounce_domain = config_.bounce_domain;
+  o.suppressions = suppressions_.get();
 
   std::random_device rd;
   for (int i = 0; i < n; ++i) {

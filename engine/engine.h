@@ -20,6 +20,7 @@
 #include "engine/delivery/content_cache.h"
 #include "engine/delivery/delivery_core.h"
 #include "storage/queue_store.h"
+#include "storage/suppression_store.h"
 
 namespace salvo {
 
@@ -46,6 +47,7 @@ class Engine : public api::DeliveryHooks {
   const config::Config config_;
   std::unique_ptr<storage::QueueStore> store_;
   std::unique_ptr<delivery::ContentCache> contents_;
+  std::unique_ptr<storage::SuppressionStore> suppressions_;
   delivery::InFlightTable in_flight_;
   std::unique_ptr<api::Api> api_;
   std::unique_ptr<core::LoopGroup> loops_;

@@ -89,6 +89,8 @@ class InteropTest(unittest.TestCase):
         # The whole message went over one Received hop from Salvo.
         received = str(msg["Received"])
         self.assertIn("localhost", received)
+        # STARTTLS (opportunistic by default) was used.
+        self.assertIn("with ESMTPS", received)
 
 
 if __name__ == "__main__":

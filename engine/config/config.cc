@@ -189,6 +189,11 @@ Setter String(std::string Config::*field, absl::string_view what,
 }
 
 bool NonEmpty(absl::string_view s) { return !s.empty(); }
+bool AnyString(absl::string_view) { return true; }
+bool ValidTlsPolicy(absl::string_view s) {
+  return s == "disabled" || s == "opportunistic" || s == "required" ||
+         s == "required_verify";
+}
 
 Setter Duration(absl::Duration Config::*field) {
   return [=](const toml::node& n, Config* c, absl::string_view path,
@@ -281,6 +286,24 @@ const std::vector<Key>& Keys() {
                 }
                 return true;
               })},
+      {"tls", "policy",
+       String(&Config::tls_policy,
+              "\"disabled\", \"opportunistic\", \"required\" or "
+              "\"required_verify\"",
+              ValidTlsPolicy)},
+      {"tls", "fallback_ttl", Duration(&Config::tls_fallback_ttl)},
+      {"hygiene", "unsubscribe_secret",
+       String(&Config::unsubscribe_secret, "a string", AnyString)},
+      {"hygiene", "unsubscribe_base_url",
+       String(&Config::unsubscribe_base_url, "\"\" or an https:// URL",
+              [](absl::string_view s) {
+                return s.empty() || absl::StartsWith(s, "https://") ||
+                       absl::StartsWith(s, "http://");
+              })},
+      {"hygiene", "unsubscribe_mailto_domain",
+       String(&Config::unsubscribe_mailto_domain, "a domain", AnyString)},
+      {"hygiene", "bounce_domain",
+       String(&Config::bounce_domain, "a domain", AnyString)},
       {"dns", "min_ttl", Duration(&Config::dns_min_ttl)},
       {"dns", "max_ttl", Duration(&Config::dns_max_ttl)},
       {"dns", "negative_ttl", Duration(&Config::dns_negative_ttl)},
@@ -434,6 +457,43 @@ absl::Status SetDkim(const toml::node& n, Config* c, const Source& src) {
   return absl::OkStatus();
 }
 
+absl::Status SetTlsPolicies(const toml::node& n, Config* c,
+                            const Source& src) {
+  const toml::array* a = ArrayOfTables(n);
+  if (a == nullptr) {
+    return Expected("tls_policies", "an array of tables ([[tls_policies]])", n,
+                    src);
+  }
+  std::vector<TlsDomainPolicy> out;
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& e = *a->get(i);
+    const toml::table& t = *e.as_table();
+    std::string path = absl::StrCat("tls_policies[", i, "]");
+    if (absl::Status s = CheckElementKeys(t, path, {"domain", "policy"}, src);
+        !s.ok()) {
+      return s;
+    }
+    TlsDomainPolicy p;
+    if (absl::Status s = ElementString(t, e, path, "domain", src, &p.domain);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ElementString(t, e, path, "policy", src, &p.policy);
+        !s.ok()) {
+      return s;
+    }
+    if (!ValidTlsPolicy(p.policy)) {
+      return Expected(path + ".policy",
+                      "\"disabled\", \"opportunistic\", \"required\" or "
+                      "\"required_verify\"",
+                      *t.get("policy"), src);
+    }
+    out.push_back(std::move(p));
+  }
+  c->tls_policies = std::move(out);
+  return absl::OkStatus();
+}
+
 absl::Status SetApiKeys(const toml::node& n, Config* c, const Source& src) {
   const toml::array* a = ArrayOfTables(n);
   if (a == nullptr) {
@@ -501,6 +561,10 @@ absl::Status ApplyTable(const toml::table& root, Config* c,
     }
     if (section == "dkim") {
       if (absl::Status s = SetDkim(v, c, src); !s.ok()) return s;
+      continue;
+    }
+    if (section == "tls_policies") {
+      if (absl::Status s = SetTlsPolicies(v, c, src); !s.ok()) return s;
       continue;
     }
     if (!IsSection(section)) return Unknown(section, "section", v, src);
@@ -582,6 +646,8 @@ absl::Status ApplyOverride(absl::string_view assignment, Config* config) {
     status = SetApiKeys(*value, &updated, src);
   } else if (parts.size() == 1 && path == "dkim") {
     status = SetDkim(*value, &updated, src);
+  } else if (parts.size() == 1 && path == "tls_policies") {
+    status = SetTlsPolicies(*value, &updated, src);
   } else if (parts.size() == 2 && IsSection(parts[0])) {
     const Key* key = FindKey(parts[0], parts[1]);
     if (key == nullptr) {

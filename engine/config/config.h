@@ -32,6 +32,11 @@ struct DkimKey {
   std::vector<std::string> headers;  // empty: the signer's default list
 };
 
+struct TlsDomainPolicy {
+  std::string domain;
+  std::string policy;
+};
+
 struct Config {
   // [server]
   std::string http_listen = "127.0.0.1:8025";  // host:port; port 0 = any
@@ -82,6 +87,20 @@ struct Config {
   std::vector<Route> routes;           // [[routes]]
 
   std::vector<DkimKey> dkim;           // [[dkim]]
+
+  // [tls]: STARTTLS policy "disabled", "opportunistic", "required" or
+  // "required_verify" (system CA store + MX host name).
+  std::string tls_policy = "opportunistic";
+  absl::Duration tls_fallback_ttl = absl::Hours(1);  // plaintext after a
+                                                     // failed opportunistic
+                                                     // handshake
+  std::vector<TlsDomainPolicy> tls_policies;  // [[tls_policies]]
+
+  // [hygiene]: one-click unsubscribe and VERP (empty: off).
+  std::string unsubscribe_secret;
+  std::string unsubscribe_base_url;
+  std::string unsubscribe_mailto_domain;
+  std::string bounce_domain;
 
   // [[api_keys]]: key -> tenant
   absl::flat_hash_map<std::string, std::string> api_keys;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
@@ -23,6 +24,9 @@ namespace {
 const std::vector<std::string> kKeys = {
     "server.http_listen", "server.loops", "server.hostname",
     "spool.path", "spool.shards", "spool.sync", "spool.min_free_bytes",
+    "tls.policy", "tls.fallback_ttl", "hygiene.unsubscribe_secret",
+    "hygiene.unsubscribe_base_url", "hygiene.unsubscribe_mailto_domain",
+    "hygiene.bounce_domain",
     "limits.max_request_bytes", "limits.max_message_bytes",
     "limits.max_recipients_per_message",
     "delivery.smtp_port", "delivery.max_connections_per_host",
@@ -56,6 +60,12 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"shards", absl::StrCat(c.shards)},
       {"spool_sync", absl::StrCat(c.spool_sync)},
       {"spool_min_free_bytes", absl::StrCat(c.spool_min_free_bytes)},
+      {"tls_policy", c.tls_policy},
+      {"tls_fallback_ttl", Str(c.tls_fallback_ttl)},
+      {"unsubscribe_secret", c.unsubscribe_secret},
+      {"unsubscribe_base_url", c.unsubscribe_base_url},
+      {"unsubscribe_mailto_domain", c.unsubscribe_mailto_domain},
+      {"bounce_domain", c.bounce_domain},
       {"max_request_bytes", absl::StrCat(c.max_request_bytes)},
       {"max_message_bytes", absl::StrCat(c.max_message_bytes)},
       {"max_recipients_per_message",
@@ -177,6 +187,9 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     if (key == "server.http_listen") value = "127.0.0.1:0";
     if (key == "server.hostname" || key == "spool.path") value = "x";
     if (key == "dns.servers") value = "127.0.0.1:5353";
+    if (key == "tls.policy") value = "required";
+    if (key == "hygiene.unsubscribe_base_url") value = "https://x.example";
+    if (absl::StartsWith(key, "hygiene.") && value == "7") value = "x";
     absl::Status s = ApplyOverride(key + "=" + value, &c);
     ASSERT_TRUE(s.ok()) << key << ": " << s;
     auto before = Fields(defaults), after = Fields(c);
