@@ -134,6 +134,27 @@ class DeliveryTest(unittest.TestCase):
                 self.assertEqual(bad.message_count(), 0)
                 self.assertGreater(bad.counters()["sess"], 0)
 
+    def test_identical_content_shares_one_transaction(self):
+        domain = f"multi.{ZONE}"
+        with peers.FakeSmtp() as fake:
+            with self.salvo(**{"routes": f'[{{domain="{domain}", '
+                               f'host="127.0.0.1", port={fake.port}}}]',
+                               "delivery.max_recipients_per_transaction": 3}) as s:
+                to = [f"a@{domain}", f"reject-rcpt@{domain}", f"c@{domain}",
+                      f"d@{domain}"]
+                status, body = s.request("POST", "/v1/messages", {
+                    "from": "app@shop.salvo.test", "to": to,
+                    "subject": "Receipt", "text": "Thanks\n"})
+                self.assertEqual(status, 201, body)
+                c = s.wait_settled(body["id"], timeout=30)
+                self.assertEqual(c["delivered"], 3, c)
+                self.assertEqual(c["bounced"], 1, c)
+                groups = sorted(m["rcpts"] for m in fake.messages())
+                # At most 3 per transaction; the 550 at RCPT affected only
+                # its recipient.
+                self.assertEqual(groups, [[f"a@{domain}", f"c@{domain}"],
+                                          [f"d@{domain}"]])
+
     def test_transactional_mail_does_not_wait_behind_a_campaign(self):
         domain = f"busy.{ZONE}"
         with peers.SmtpSink() as sink:

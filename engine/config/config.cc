@@ -252,6 +252,8 @@ const std::vector<Key>& Keys() {
        Int(&Config::max_connections_per_host, 1, "a positive integer")},
       {"delivery", "max_messages_per_connection",
        Int(&Config::max_messages_per_connection, 1, "a positive integer")},
+      {"delivery", "max_recipients_per_transaction",
+       Int(&Config::max_recipients_per_transaction, 1, "a positive integer")},
       {"delivery", "idle_timeout", Duration(&Config::idle_timeout)},
       {"delivery", "connect_timeout", Duration(&Config::connect_timeout)},
       {"delivery", "greeting_timeout", Duration(&Config::greeting_timeout)},

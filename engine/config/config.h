@@ -59,6 +59,8 @@ struct Config {
   uint16_t smtp_port = 25;                // port of MX hosts found in DNS
   int max_connections_per_host = 16;      // per loop
   int max_messages_per_connection = 1000;
+  // Recipients of identical (non-personalized) content per transaction.
+  int max_recipients_per_transaction = 50;
   absl::Duration idle_timeout = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(30);
   // RFC 5321 4.5.3.2 timeouts.

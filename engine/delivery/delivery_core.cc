@@ -382,29 +382,44 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
     return false;
   }
   const CachedContent& c = **content;
-  if (options_.suppressions != nullptr) {
-    storage::SuppressionEntry match;
-    auto hit = options_.suppressions->IsSuppressed(
-        c.content.tenant(), job.rec.address(), &match);
-    if (hit.ok() && *hit) {
-      // Suppressed after it was accepted: never sent.
-      Finish(d, std::move(job),
-             LocalReply(550, "5.7.1",
-                        absl::StrCat("recipient is on the suppression list (",
-                                     match.entry, ")")),
-             "");
-      return false;
+  if (Suppressed(d, c, job)) return false;
+  // Identical content (non-personalized transactional mail): several
+  // recipients of the destination share one transaction.
+  std::vector<Job> group;
+  group.push_back(std::move(job));
+  if (c.content.transactional() && c.compiled->fields().empty()) {
+    std::deque<Job>& q = group[0].key.lane == storage::Lane::kTransactional
+                             ? d->transactional
+                             : d->bulk;
+    while (static_cast<int>(group.size()) <
+               options_.max_recipients_per_transaction &&
+           !q.empty() &&
+           q.front().rec.content_id() == group[0].rec.content_id()) {
+      Job next = std::move(q.front());
+      q.pop_front();
+      if (!Suppressed(d, c, next)) group.push_back(std::move(next));
     }
   }
+  auto fail_all = [&](const smtp::Reply& r) {
+    for (Job& j : group) Finish(d, std::move(j), r, "");
+  };
+  const Job& first = group[0];
   fields_scratch_.clear();
-  for (const auto& f : job.rec.fields()) {
+  for (const auto& f : first.rec.fields()) {
     fields_scratch_.emplace_back(f.name(), f.value());
   }
   std::string message_id =
-      absl::StrCat(storage::IdToHex(job.rec.content_id()), ".",
-                   storage::IdToHex(job.key.id), "@", options_.hostname);
+      absl::StrCat(storage::IdToHex(first.rec.content_id()), ".",
+                   storage::IdToHex(first.key.id), "@", options_.hostname);
+  std::string to;
+  if (group.size() > 1) {
+    for (const Job& j : group) {
+      absl::StrAppend(&to, to.empty() ? "" : ", ", j.rec.address());
+    }
+  }
   render::RenderInput in;
-  in.rcpt = job.rec.address();
+  in.rcpt = group.size() > 1 ? absl::string_view(to)
+                             : absl::string_view(first.rec.address());
   in.fields = fields_scratch_;
   in.message_id = message_id;
   in.date = clock_.Now();
@@ -414,17 +429,16 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
       !options_.hygiene.unsubscribe_base_url.empty()) {
     absl::Status us = hygiene::AppendListUnsubscribe(
         options_.hygiene,
-        hygiene::UnsubscribeTarget{c.content.tenant(), job.rec.content_id(),
-                                   job.rec.address()},
+        hygiene::UnsubscribeTarget{c.content.tenant(), first.rec.content_id(),
+                                   first.rec.address()},
         &unsubscribe_buf_);
     if (us.ok()) in.list_unsubscribe = unsubscribe_buf_;
   }
   std::string data;
   absl::Status s = c.compiled->Render(in, &data);
   if (!s.ok()) {
-    Finish(d, std::move(job),
-           LocalReply(550, "5.6.0", absl::StrCat("render failed: ", s.message())),
-           "");
+    fail_all(LocalReply(550, "5.6.0",
+                        absl::StrCat("render failed: ", s.message())));
     return false;
   }
   if (options_.dkim != nullptr && options_.dkim->size() > 0) {
@@ -433,31 +447,55 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
     if (!signed_ok.ok()) {
       // A message we cannot sign is not sent unsigned.
       bool ours = absl::IsInternal(signed_ok);
-      Finish(d, std::move(job),
-             LocalReply(ours ? 0 : 550, ours ? "4.7.0" : "5.6.0",
-                        absl::StrCat("DKIM signing failed: ",
-                                     signed_ok.message())),
-             "");
+      fail_all(LocalReply(ours ? 0 : 550, ours ? "4.7.0" : "5.6.0",
+                          absl::StrCat("DKIM signing failed: ",
+                                       signed_ok.message())));
       return false;
     }
     data.insert(0, dkim_buf_);
   }
   if (!options_.hygiene.bounce_domain.empty()) {
-    // VERP: an asynchronous bounce names the campaign and the recipient.
+    // VERP: an asynchronous bounce names the campaign and the recipient
+    // (the first one of a shared transaction).
     work->txn.mail_from = hygiene::BuildVerp(
-        hygiene::VerpIds{job.rec.content_id(), job.key.id},
+        hygiene::VerpIds{first.rec.content_id(), first.key.id},
         options_.hygiene.bounce_domain);
   } else {
     work->txn.mail_from = c.content.envelope_from();
   }
-  work->txn.rcpts = {job.rec.address()};
+  work->txn.rcpts.clear();
+  std::vector<uint64_t> ids;
+  for (Job& j : group) {
+    work->txn.rcpts.push_back(j.rec.address());
+    ids.push_back(j.key.id);
+    uint64_t id = j.key.id;
+    active_.emplace(id, std::make_pair(d, std::move(j)));
+  }
   work->txn.data = std::move(data);
-  uint64_t id = job.key.id;
-  active_.emplace(id, std::make_pair(d, std::move(job)));
   PoolState* ps = d->pool;
-  work->done = [this, id, ps, host](const smtp::TransactionResult& result) {
-    OnResult(id, ps, host, classify::ForRecipient(result, 0), result.tls);
+  work->done = [this, ids = std::move(ids), ps,
+                host](const smtp::TransactionResult& result) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      OnResult(ids[i], ps, host, classify::ForRecipient(result, i),
+               result.tls);
+    }
   };
+  return true;
+}
+
+bool DeliveryCore::Suppressed(Destination* d, const CachedContent& c,
+                              Job& job) {
+  if (options_.suppressions == nullptr) return false;
+  storage::SuppressionEntry match;
+  auto hit = options_.suppressions->IsSuppressed(c.content.tenant(),
+                                                 job.rec.address(), &match);
+  if (!hit.ok() || !*hit) return false;
+  // Suppressed after it was accepted: never sent.
+  Finish(d, std::move(job),
+         LocalReply(550, "5.7.1",
+                    absl::StrCat("recipient is on the suppression list (",
+                                 match.entry, ")")),
+         "");
   return true;
 }
 

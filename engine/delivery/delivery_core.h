@@ -57,6 +57,8 @@ class DeliveryCore : public pool::PoolDelegate {
     // Session-level failures (421, dropped connection, timeout) a recipient
     // may meet in one lease before it is deferred.
     int max_session_failures = 2;
+    // Recipients sharing one transaction when the content is identical.
+    int max_recipients_per_transaction = 50;
     // DKIM signers by sending domain, shared by every loop (may be null).
     std::shared_ptr<const dkim::DkimSigners> dkim;
     // STARTTLS policy: the default, and per destination domain.
@@ -124,6 +126,8 @@ class DeliveryCore : public pool::PoolDelegate {
                const std::string& host);
   bool BuildWork(Destination* d, Job job, const std::string& host,
                  pool::PoolWork* work);
+  // True (and the job finished as bounced) when the tenant suppressed it.
+  bool Suppressed(Destination* d, const CachedContent& c, Job& job);
   void OnResult(uint64_t job_id, PoolState* ps, const std::string& host,
                 const classify::Verdict& verdict, const smtp::TlsInfo& tls);
   void Finish(Destination* d, Job&& job, const smtp::Reply& reply,
