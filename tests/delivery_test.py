@@ -6,6 +6,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from tests.lib import peers
@@ -133,6 +134,39 @@ class DeliveryTest(unittest.TestCase):
                 good.wait_for(60)
                 self.assertEqual(bad.message_count(), 0)
                 self.assertGreater(bad.counters()["sess"], 0)
+
+    def test_failed_opportunistic_tls_falls_back_to_plaintext(self):
+        domain = f"badtls.{ZONE}"
+        with peers.FakeSmtp(broken_starttls=True) as fake:
+            with self.salvo(**{"routes": f'[{{domain="{domain}", '
+                               f'host="127.0.0.1", port={fake.port}}}]'}) as s:
+                cid = s.submit_campaign(campaign([f"a@{domain}", f"b@{domain}"]))
+                c = s.wait_settled(cid, timeout=30)
+                self.assertEqual(c["delivered"], 2, c)
+                tried = len(fake.events("starttls"))
+                self.assertGreaterEqual(tried, 1)
+                # The failure is remembered: later connections to that MX
+                # go in plaintext without trying TLS again. (Let the idle
+                # connection close first, so a new one is made.)
+                connects = len(fake.events("connect"))
+                time.sleep(2.5)
+                cid = s.submit_campaign(campaign([f"e@{domain}"]))
+                c = s.wait_settled(cid, timeout=30)
+                self.assertEqual(c["delivered"], 1, c)
+                self.assertGreater(len(fake.events("connect")), connects)
+                self.assertEqual(len(fake.events("starttls")), tried)
+        with peers.FakeSmtp(broken_starttls=True) as fake:
+            with self.salvo(**{"routes": f'[{{domain="{domain}", '
+                               f'host="127.0.0.1", port={fake.port}}}]',
+                               "tls_policies": f'[{{domain="{domain}", '
+                               f'policy="required"}}]'}) as s:
+                cid = s.submit_campaign(campaign([f"c@{domain}"]))
+                deadline = time.monotonic() + 20
+                while s.counts(cid)["deferred"] < 1:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)
+                # Required TLS never falls back: nothing was delivered.
+                self.assertEqual(fake.messages(), [])
 
     def test_identical_content_shares_one_transaction(self):
         domain = f"multi.{ZONE}"

@@ -142,10 +142,14 @@ void ConnectionPool::OnClosed(smtp::Session* s, const smtp::Reply& why) {
   w.list->erase(w.it);
   loop_.DeferDelete(std::make_unique<DeadSession>(std::move(owned)));
   if (on_open_change) on_open_change(-1);
-  bool tls_failed = why.stage == smtp::Stage::kTlsHandshake &&
-                    options_.session.tls.policy ==
-                        smtp::TlsPolicy::kOpportunistic &&
-                    options_.tls_fallback != nullptr;
+  // The TLS set-up failed: the handshake, or plaintext where the handshake
+  // should be (CVE-2021-38371 guard). Opportunistic TLS then falls back.
+  bool tls_failed =
+      !w.ever_ready &&
+      (why.stage == smtp::Stage::kTlsHandshake ||
+       (why.stage == smtp::Stage::kStartTls && why.synthetic)) &&
+      options_.session.tls.policy == smtp::TlsPolicy::kOpportunistic &&
+      options_.tls_fallback != nullptr;
   if (tls_failed) {
     // Opportunistic TLS failed: the next connections go in plaintext.
     options_.tls_fallback->Remember(key_);

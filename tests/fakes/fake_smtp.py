@@ -18,7 +18,8 @@ anything after '+' ignored, so tempfail-rcpt+7@x behaves as tempfail-rcpt@x):
   tempfail-data     451 4.3.0 after the final "."
   reject-data       554 5.6.0 after the final "."
   drop-in-data      connection closed after the first line of the DATA body
-Anything else gets 250. Data outcomes apply if any accepted recipient asks for
+Anything else gets 250. --broken-starttls offers STARTTLS, answers 220 and
+then sends garbage instead of a TLS handshake. Data outcomes apply if any accepted recipient asks for
 one; precedence drop-in-data > reject-data > tempfail-data.
 --delay VERB:SECONDS (repeatable, fractions allowed) delays every reply to
 VERB (EHLO, MAIL, RCPT, DATA, "." for the end of data, CONNECT for the banner).
@@ -202,10 +203,24 @@ class Session(asyncio.Protocol):
                 lines.append("PIPELINING")
             lines += ["SIZE %d" % self.args.max_size, "8BITMIME",
                       "ENHANCEDSTATUSCODES"]
+            if self.args.broken_starttls:
+                lines.append("STARTTLS")
             for i, text in enumerate(lines):
                 sep = " " if i == len(lines) - 1 else "-"
                 self.reply("250%s%s" % (sep, text))
             return True
+        if verb == b"STARTTLS" and self.args.broken_starttls:
+            # Says yes, then answers the ClientHello with garbage: the
+            # handshake fails (a broken TLS set-up on the server).
+            self.server.log("starttls", conn=self.conn)
+            self.reply("220 2.0.0 Ready to start TLS")
+            self.flush()
+            # Wait for the ClientHello, then answer it with garbage.
+            while not self.buf and not self.eof:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            self.out.append(b"this is not TLS\r\n" * 4)
+            return False
         if verb == b"MAIL":
             return self.mail(line)
         if verb == b"RCPT":
@@ -356,6 +371,8 @@ def main(argv=None):
     parser.add_argument("--delay", action="append", default=[],
                         metavar="VERB:SECONDS")
     parser.add_argument("--no-data", dest="record_data", action="store_false")
+    parser.add_argument("--broken-starttls", action="store_true",
+                        help="offer STARTTLS, then fail the handshake")
     args = parser.parse_args(argv)
     args.delays = {}
     for spec in args.delay:

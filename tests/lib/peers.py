@@ -767,9 +767,12 @@ class FakeSmtp(_Peer):
     _prefix = "salvo-fake-"
 
     def __init__(self, pipelining=True, banner_delay=0.0, slow_delay=2.0,
-                 max_size=None, delays=None, record_data=True, extra_args=()):
+                 max_size=None, delays=None, record_data=True, extra_args=(),
+                 broken_starttls=False):
         super().__init__()
         args = []
+        if broken_starttls:
+            args.append("--broken-starttls")
         for verb, seconds in (delays or {}).items():
             args += ["--delay", "%s:%g" % (verb, seconds)]
         if not record_data:
