@@ -24,6 +24,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 
 namespace salvo::dkim {
@@ -183,15 +184,18 @@ TEST(DkimSignerTest, HeaderShapeAndFolding) {
                              "; c=relaxed/relaxed; d=shop.example;")))
         << header;
     ASSERT_TRUE(absl::EndsWith(header, "\r\n"));
+    // Split a named copy: views into a temporary would dangle.
+    const std::string unterminated = header.substr(0, header.size() - 2);
     std::vector<absl::string_view> lines =
-        absl::StrSplit(header.substr(0, header.size() - 2), "\r\n");
+        absl::StrSplit(unterminated, "\r\n");
     EXPECT_GT(lines.size(), 3u);
     for (size_t i = 0; i < lines.size(); ++i) {
       EXPECT_LE(lines[i].size(), 78u) << lines[i];
       if (i > 0) {
         EXPECT_EQ(lines[i].front(), '\t') << lines[i];
       }
-      EXPECT_EQ(lines[i].find_first_of("\r\n"), absl::string_view::npos);
+      EXPECT_EQ(lines[i].find_first_of("\r\n"), absl::string_view::npos)
+          << absl::CEscape(header);
     }
     EXPECT_EQ(TagValue(header, "s"), signer->selector());
     EXPECT_EQ(TagValue(header, "t"), "1700000000");
