@@ -173,6 +173,20 @@ void CanonicalizeBodyRelaxed(absl::string_view body, Sink& sink) {
       continue;
     }
     for (; empty_lines > 0; --empty_lines) sink.Append("\r\n");
+    if (line.find('\t') == absl::string_view::npos &&
+        line.find("  ") == absl::string_view::npos) {
+      // Nothing to compress (the common case): the line as it stands, with
+      // its CRLF when the input has one right after it, in one call.
+      const char* end = line.data() + line.size();
+      if (end + 2 <= body.data() + body.size() && end[0] == '\r' &&
+          end[1] == '\n') {
+        sink.Append(absl::string_view(line.data(), line.size() + 2));
+      } else {
+        sink.Append(line);
+        sink.Append("\r\n");
+      }
+      continue;
+    }
     canon_internal::AppendCompressed(line, sink);
     sink.Append("\r\n");
   }
