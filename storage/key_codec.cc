@@ -87,13 +87,19 @@ std::string OutcomeKey(uint64_t content_id, uint64_t id) {
   return out;
 }
 
-std::string IdToHex(uint64_t id) {
+void AppendIdHex(uint64_t id, std::string* out) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(16, '0');
+  char buf[16];
   for (int i = 15; i >= 0; --i) {
-    out[i] = kDigits[id & 0xf];
+    buf[i] = kDigits[id & 0xf];
     id >>= 4;
   }
+  out->append(buf, sizeof(buf));
+}
+
+std::string IdToHex(uint64_t id) {
+  std::string out;
+  AppendIdHex(id, &out);
   return out;
 }
 

@@ -41,6 +41,8 @@ std::string OutcomeKey(uint64_t content_id, uint64_t id);
 // Ids are shown to users as 16 lowercase hex digits; HexToId wants exactly 16
 // (either case).
 std::string IdToHex(uint64_t id);
+// Appends the 16 hex digits to *out (no allocation beyond *out's growth).
+void AppendIdHex(uint64_t id, std::string* out);
 [[nodiscard]] bool HexToId(absl::string_view hex, uint64_t* id);
 
 }  // namespace salvo::storage

@@ -17,17 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/render/test_decode.h"
+#include "bench/alloc_counter.h"
 #include "gtest/gtest.h"
 
 // Counts heap allocations so a test can assert that Render() makes none.
-static std::atomic<long> g_allocations{0};
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
+using salvo::bench::g_allocations;
 
 namespace salvo::render {
 namespace {
