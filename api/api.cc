@@ -4,6 +4,7 @@
 // is posted back to the loop.
 #include "api/api.h"
 
+#include <openssl/sha.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "api/address.h"
+#include "api/recipient_upload.h"
 #include "engine/hygiene/list_unsubscribe.h"
 #include "engine/hygiene/unsubscribe_token.h"
 #include "engine/metrics/metric_names.h"
@@ -74,6 +76,9 @@ absl::string_view HelpFor(absl::string_view name) {
 struct Submission {
   storage::Content content;
   int64_t expires_after_ms = 0;
+  int64_t send_at_ms = 0;     // 0: absent
+  int64_t expires_at_ms = 0;  // 0: absent (expires_after_ms applies)
+  bool stream = false;
   struct Rcpt {
     absl::string_view email;
     const Value* data = nullptr;  // object of strings, or null
@@ -83,8 +88,8 @@ struct Submission {
 
 class Validator {
  public:
-  Validator(const config::Config& config, bool transactional)
-      : config_(config), transactional_(transactional) {}
+  Validator(const config::Config& config, bool transactional, int64_t now_ms)
+      : config_(config), transactional_(transactional), now_ms_(now_ms) {}
 
   // Fills *out from `root`; false with *err on the first problem.
   bool Parse(const Value& root, Submission* out, Error* err) {
@@ -96,6 +101,7 @@ class Validator {
     c.set_transactional(transactional_);
     bool have_from = false, have_subject = false, have_body = false;
     bool have_raw = false, have_rcpts = false, have_envelope = false;
+    bool have_expires_in = false;
     absl::string_view from_addr;
     out->expires_after_ms = absl::ToInt64Milliseconds(config_.expiry);
     const Value* headers = nullptr;
@@ -167,7 +173,20 @@ class Validator {
                          "must be a positive duration such as \"72h\"");
           return false;
         }
+        if (out->expires_at_ms != 0) return Exclusive2("expires_in", err);
         out->expires_after_ms = absl::ToInt64Milliseconds(d);
+        have_expires_in = true;
+      } else if (name == "expires_at") {
+        if (have_expires_in) return Exclusive2("expires_at", err);
+        if (!Timestamp(v, "expires_at", &out->expires_at_ms, err)) return false;
+      } else if (name == "send_at") {
+        if (!Timestamp(v, "send_at", &out->send_at_ms, err)) return false;
+      } else if (name == "stream" && !transactional_) {
+        if (!v.IsBool()) {
+          *err = Invalid("stream", "must be true or false");
+          return false;
+        }
+        out->stream = v.GetBool();
       } else if (name == "recipients") {
         if (have_rcpts) return Exclusive("recipients", err);
         if (!Recipients(v, out, err)) return false;
@@ -209,7 +228,31 @@ class Validator {
         }
       }
     }
-    if (!have_rcpts) return Missing(transactional_ ? "to" : "recipients", err);
+    if (out->expires_at_ms != 0) {
+      const int64_t start = std::max(now_ms_, out->send_at_ms);
+      if (out->expires_at_ms <= start) {
+        *err = Invalid("expires_at", out->send_at_ms > now_ms_
+                                         ? "must be after send_at"
+                                         : "must be in the future");
+        return false;
+      }
+    }
+    if (out->stream) {
+      if (!out->rcpts.empty()) {
+        *err = Invalid("recipients",
+                       "a stream campaign gets its recipients from "
+                       "POST /v1/campaigns/{id}/recipients");
+        return false;
+      }
+      return true;
+    }
+    if (!have_rcpts || out->rcpts.empty()) {
+      if (have_rcpts) {
+        *err = Invalid("recipients", "must be a non-empty array");
+        return false;
+      }
+      return Missing(transactional_ ? "to" : "recipients", err);
+    }
     if (transactional_ && out->rcpts.size() > static_cast<size_t>(
                               config_.max_recipients_per_message)) {
       *err = Invalid(root.HasMember("to") ? "to" : "recipients",
@@ -245,6 +288,27 @@ class Validator {
   static bool Exclusive(absl::string_view field, Error* err) {
     *err = Invalid(std::string(field), "give either to or recipients");
     return false;
+  }
+  static bool Exclusive2(absl::string_view field, Error* err) {
+    *err = Invalid(std::string(field), "give either expires_in or expires_at");
+    return false;
+  }
+  // An RFC 3339 timestamp ("2026-11-24T09:00:00Z") -> ms since the epoch.
+  bool Timestamp(const Value& v, absl::string_view field, int64_t* ms,
+                 Error* err) {
+    absl::Time t;
+    std::string parse_err;
+    if (!v.IsString() ||
+        !absl::ParseTime(absl::RFC3339_full, std::string(Str(v)), &t,
+                         &parse_err) ||
+        absl::ToUnixMillis(t) <= 0) {
+      *err = Invalid(std::string(field),
+                     "must be an RFC 3339 timestamp such as "
+                     "\"2026-11-24T09:00:00Z\"");
+      return false;
+    }
+    *ms = absl::ToUnixMillis(t);
+    return true;
   }
 
   bool Headers(const Value& v, storage::Content* c, Error* err) {
@@ -302,8 +366,9 @@ class Validator {
     return true;
   }
 
+  // An empty array passes here; Parse() rejects it unless "stream".
   bool Recipients(const Value& v, Submission* out, Error* err) {
-    if (!v.IsArray() || v.Empty()) {
+    if (!v.IsArray()) {
       *err = Invalid("recipients", "must be a non-empty array");
       return false;
     }
@@ -359,6 +424,7 @@ class Validator {
 
   const config::Config& config_;
   const bool transactional_;
+  const int64_t now_ms_;
 };
 
 // Every merge field the templates use is present; those used in headers hold
@@ -409,6 +475,23 @@ HttpResponse Json(int status, std::string body) {
 // ------------------------------------------------- suppressions, unsubscribe
 
 constexpr absl::string_view kSuppressionsPrefix = "/v1/suppressions/";
+constexpr absl::string_view kRecipientsSuffix = "/recipients";
+constexpr absl::string_view kIdempotencyHeader = "Idempotency-Key";
+
+// SHA-256 over method, path and body (NUL-separated): what a replay must
+// match.
+std::string RequestHash(const HttpRequest& req) {
+  SHA256_CTX ctx;
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, req.method.data(), req.method.size());
+  SHA256_Update(&ctx, "", 1);
+  SHA256_Update(&ctx, req.path.data(), req.path.size());
+  SHA256_Update(&ctx, "", 1);
+  SHA256_Update(&ctx, req.body.data(), req.body.size());
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256_Final(md, &ctx);
+  return std::string(reinterpret_cast<const char*>(md), sizeof(md));
+}
 constexpr size_t kMaxSuppressionEntries = 10000;
 constexpr int kDefaultListLimit = 100;
 
@@ -558,7 +641,8 @@ Api::Api(const config::Config& config, storage::QueueStore* store,
       hooks_(hooks),
       registry_(registry),
       clock_(clock),
-      suppressions_(std::make_unique<storage::SuppressionStore>(store)) {}
+      suppressions_(std::make_unique<storage::SuppressionStore>(store)),
+      idempotency_(std::make_unique<storage::IdempotencyStore>(store)) {}
 
 Api::~Api() = default;
 
@@ -602,6 +686,12 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
              path.find('/', 14) == absl::string_view::npos) {
     route = "/v1/campaigns/{id}";
     allowed = "GET";
+  } else if (absl::StartsWith(path, "/v1/campaigns/") &&
+             absl::EndsWith(path, kRecipientsSuffix) &&
+             path.size() > 14 + kRecipientsSuffix.size() &&
+             path.find('/', 14) == path.size() - kRecipientsSuffix.size()) {
+    route = "/v1/campaigns/{id}/recipients";
+    allowed = "POST";
   } else if (path == "/v1/suppressions") {
     route = "/v1/suppressions";
     allowed = "GET, POST";
@@ -687,13 +777,85 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     Unsubscribe(loop, req, path.substr(hygiene::kUnsubscribePath.size()),
                 std::move(counted));
   } else {
-    Submit(loop, std::move(req), *tenant, route == "/v1/messages",
-           std::move(counted));
+    std::optional<IdemClaim> claim;
+    if (CheckIdempotency(req, *tenant, &claim, &counted)) return;
+    if (route == "/v1/campaigns/{id}/recipients") {
+      const std::string hex_id(path.substr(
+          14, path.size() - 14 - kRecipientsSuffix.size()));
+      Upload(loop, std::move(req), *tenant, hex_id, std::move(claim),
+             std::move(counted));
+    } else {
+      Submit(loop, std::move(req), *tenant, route == "/v1/messages", claim,
+             std::move(counted));
+    }
   }
 }
 
+bool Api::CheckIdempotency(const HttpRequest& req, const std::string& tenant,
+                           std::optional<IdemClaim>* claim,
+                           Responder* respond) {
+  const std::string* header = req.Header("idempotency-key");
+  if (header == nullptr) return false;
+  const absl::string_view key = absl::StripAsciiWhitespace(*header);
+  if (absl::Status s = storage::IdempotencyStore::CheckKey(tenant, key);
+      !s.ok()) {
+    (*respond)(ErrorResponse(
+        Invalid(std::string(kIdempotencyHeader), std::string(s.message()))));
+    return true;
+  }
+  // Claim first, then look up: a duplicate that arrives after the original
+  // released its claim finds the original's durable record.
+  std::string claim_id = absl::StrCat(tenant, absl::string_view("\0", 1), key);
+  {
+    absl::MutexLock l(&claims_mu_);
+    if (!claims_.insert(claim_id).second) {
+      Error e = Invalid(std::string(kIdempotencyHeader),
+                        "a request with this key is in progress; retry later");
+      e.status = 409;
+      e.code = "in_progress";
+      (*respond)(ErrorResponse(e));
+      return true;
+    }
+  }
+  Responder release = [this, claim_id,
+                       inner = std::move(*respond)](HttpResponse r) {
+    {
+      absl::MutexLock l(&claims_mu_);
+      claims_.erase(claim_id);
+    }
+    inner(std::move(r));
+  };
+  *respond = std::move(release);
+  std::string hash = RequestHash(req);
+  absl::StatusOr<std::optional<storage::IdempotencyRecord>> rec =
+      idempotency_->Get(tenant, key, clock_.NowMillis(), kIdempotencyWindowMs);
+  if (!rec.ok()) {
+    (*respond)(ErrorResponse(Unavailable(rec.status())));
+    return true;
+  }
+  if (rec->has_value()) {
+    const storage::IdempotencyRecord& r = **rec;
+    if (r.body_hash != hash) {
+      Error e = Invalid(std::string(kIdempotencyHeader),
+                        "this key was used with a different request "
+                        "(method, path or body)");
+      e.status = 422;
+      e.code = "idempotency_key_reused";
+      (*respond)(ErrorResponse(e));
+      return true;
+    }
+    HttpResponse replay = Json(r.status, r.response);
+    replay.headers.emplace_back("Idempotent-Replayed", "true");
+    (*respond)(std::move(replay));
+    return true;
+  }
+  *claim = IdemClaim{std::string(key), std::move(hash)};
+  return false;
+}
+
 void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
-                 bool transactional, Responder respond) {
+                 bool transactional, const std::optional<IdemClaim>& idem,
+                 Responder respond) {
   if (req.body.size() > static_cast<size_t>(config_.max_request_bytes)) {
     respond(ErrorResponse(TooLarge("", "request body too large")));
     return;
@@ -710,13 +872,17 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   }
   Submission sub;
   Error err;
-  Validator validator(config_, transactional);
+  const int64_t now = clock_.NowMillis();
+  Validator validator(config_, transactional, now);
   if (!validator.Parse(doc, &sub, &err)) {
     respond(ErrorResponse(err));
     return;
   }
-  const int64_t now = clock_.NowMillis();
   storage::Content& content = sub.content;
+  content.set_send_at_ms(sub.send_at_ms);
+  content.set_expires_at_ms(sub.expires_at_ms);
+  content.set_stream(sub.stream);
+  const int64_t due = std::max(now, sub.send_at_ms);
   content.set_id(store_->NextId());
   content.set_tenant(tenant);
   content.set_created_ms(now);
@@ -776,7 +942,10 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   storage::Recipient rec;
   storage::QueueKey key;
   key.lane = lane;
-  key.due_ms = now;
+  key.due_ms = due;
+  const int64_t expires_ms = sub.expires_at_ms != 0
+                                 ? sub.expires_at_ms
+                                 : due + sub.expires_after_ms;
   size_t next_hit = 0;
   for (size_t i = 0; i < sub.rcpts.size(); ++i) {
     if (next_hit < hits.size() && hits[next_hit].first == i) {
@@ -795,7 +964,7 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
       }
     }
     rec.set_accepted_ms(now);
-    rec.set_expires_ms(now + sub.expires_after_ms);
+    rec.set_expires_ms(expires_ms);
     key.shard = store_->ShardForDomain(DomainOf(r.email));
     key.id = store_->NextId();
     shard_used[key.shard] = true;
@@ -818,11 +987,18 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   DeliveryHooks* hooks = hooks_;
   const uint64_t id = content.id();
   core::Loop* loop_ptr = &loop;
+  std::string response =
+      absl::StrCat("{\"id\":\"", storage::IdToHex(id), "\",\"accepted\":",
+                   accepted, suppressed_json, "}");
+  if (idem.has_value()) {
+    storage::IdempotencyStore::Put(
+        tenant, idem->key, {idem->hash, 201, response, now}, &batch);
+  }
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [loop_ptr, respond = std::move(respond), shards = std::move(shards),
-       hooks, accepted_counter, lane, now, id, accepted,
-       suppressed_json = std::move(suppressed_json)](absl::Status s) {
+       hooks, accepted_counter, lane, due, accepted,
+       response = std::move(response)](absl::Status s) {
         // Committer thread.
         if (!s.ok()) {
           Error e;
@@ -833,13 +1009,237 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
           return;
         }
         if (accepted_counter != nullptr) accepted_counter->Inc(accepted);
-        loop_ptr->Post([respond, id, accepted, suppressed_json] {
-          respond(Json(201, absl::StrCat("{\"id\":\"", storage::IdToHex(id),
-                                         "\",\"accepted\":", accepted,
-                                         suppressed_json, "}")));
-        });
+        loop_ptr->Post([respond, response] { respond(Json(201, response)); });
         if (hooks != nullptr) {
-          for (uint16_t shard : shards) hooks->OnEnqueued(shard, lane, now);
+          for (uint16_t shard : shards) hooks->OnEnqueued(shard, lane, due);
+        }
+      });
+}
+
+// ------------------------------------------------------------------ uploads
+
+// One recipients upload in progress. Lives in a shared_ptr held by whichever
+// of the loop (UploadStep) and the committer (a chunk's callback) has it.
+struct Api::UploadJob {
+  core::Loop* loop = nullptr;
+  Responder respond;
+  std::string tenant;
+  std::optional<IdemClaim> idem;
+  std::string body;  // the reader's views point here
+  std::unique_ptr<RecipientReader> reader;
+  storage::Content content;
+  std::shared_ptr<const render::CompiledContent> compiled;
+  std::vector<bool> in_header;  // per compiled->fields()
+  int64_t now = 0;
+  int64_t due = 0;
+  int64_t expires_ms = 0;
+  metrics::Counter* accepted_counter = nullptr;
+  // Committed so far (written by a commit callback before it posts the next
+  // step, read by that step).
+  int64_t chunks = 0;
+  int64_t accepted = 0;
+  int64_t suppressed = 0;
+  // Reused across chunks.
+  std::vector<storage::Recipient> recs;
+  std::vector<absl::string_view> emails;
+  std::vector<std::pair<size_t, std::string>> hits;
+};
+
+void Api::Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
+                 absl::string_view hex_id, std::optional<IdemClaim> idem,
+                 Responder respond) {
+  RecipientReader::Format format;
+  const std::string* type = req.Header("content-type");
+  if (type == nullptr || !RecipientReader::FormatFor(*type, &format)) {
+    Error e = Invalid("Content-Type", "use application/x-ndjson or text/csv");
+    e.status = 415;
+    e.code = "unsupported_media_type";
+    respond(ErrorResponse(e));
+    return;
+  }
+  uint64_t id = 0;
+  if (!storage::HexToId(hex_id, &id)) {
+    respond(ErrorResponse(NotFound("id", "no such campaign")));
+    return;
+  }
+  absl::StatusOr<storage::Content> content = store_->GetContent(id);
+  if (absl::IsNotFound(content.status()) ||
+      (content.ok() &&
+       (content->tenant() != tenant || content->transactional()))) {
+    respond(ErrorResponse(NotFound("id", "no such campaign")));
+    return;
+  }
+  if (!content.ok()) {
+    respond(ErrorResponse(Unavailable(content.status())));
+    return;
+  }
+  if (!content->stream()) {
+    Error e = Invalid("id", "the campaign was not created with \"stream\": true");
+    e.status = 409;
+    e.code = "conflict";
+    respond(ErrorResponse(e));
+    return;
+  }
+  auto compiled = render::CompiledContent::Compile(*content);
+  if (!compiled.ok()) {
+    respond(ErrorResponse(Unavailable(compiled.status())));
+    return;
+  }
+  auto job = std::make_shared<UploadJob>();
+  job->loop = &loop;
+  job->respond = std::move(respond);
+  job->tenant = tenant;
+  job->idem = std::move(idem);
+  job->body = std::move(req.body);
+  job->reader = std::make_unique<RecipientReader>(format, job->body);
+  job->content = *std::move(content);
+  job->compiled = *std::move(compiled);
+  const auto& fields = job->compiled->fields();
+  const auto& hf = job->compiled->header_fields();
+  job->in_header.resize(fields.size());
+  for (size_t f = 0; f < fields.size(); ++f) {
+    job->in_header[f] = std::binary_search(hf.begin(), hf.end(), fields[f]);
+  }
+  job->now = clock_.NowMillis();
+  job->due = std::max(job->now, job->content.send_at_ms());
+  job->expires_ms = job->content.expires_at_ms() != 0
+                        ? job->content.expires_at_ms()
+                        : job->due + job->content.expires_after_ms();
+  if (registry_ != nullptr) {
+    job->accepted_counter = registry_->GetCounter(
+        metrics::kMessagesAcceptedTotal,
+        HelpFor(metrics::kMessagesAcceptedTotal),
+        {{"tenant", tenant}, {"lane", "bulk"}});
+  }
+  UploadStep(std::move(job));
+}
+
+void Api::UploadStep(std::shared_ptr<UploadJob> job) {
+  UploadJob& j = *job;
+  std::string where, message;
+  size_t n = 0;
+  auto fail = [&j](std::string where, std::string message) {
+    if (j.chunks > 0) {
+      absl::StrAppend(&message, " (", j.accepted, " recipients in ", j.chunks,
+                      " earlier chunks were committed and stay queued)");
+    }
+    j.respond(ErrorResponse(Invalid(std::move(where), std::move(message))));
+  };
+  // Read and validate one chunk; nothing of it is written on an error.
+  const std::vector<std::string>& fields = j.compiled->fields();
+  while (n < upload_chunk_) {
+    if (j.recs.size() <= n) j.recs.emplace_back();
+    storage::Recipient& rec = j.recs[n];
+    const RecipientReader::Result r = j.reader->Next(&rec, &where, &message);
+    if (r == RecipientReader::Result::kEnd) break;
+    if (r == RecipientReader::Result::kError) {
+      fail(std::move(where), std::move(message));
+      return;
+    }
+    for (size_t f = 0; f < fields.size(); ++f) {
+      const storage::Field* value = nullptr;
+      for (const storage::Field& d : rec.fields()) {
+        if (d.name() == fields[f]) {
+          value = &d;
+          break;
+        }
+      }
+      if (value == nullptr) {
+        fail(std::move(where),
+             absl::StrCat(fields[f], ": missing: the templates use this field"));
+        return;
+      }
+      if (j.in_header[f] && HasLineBreak(value->value())) {
+        fail(std::move(where),
+             absl::StrCat(fields[f],
+                          ": used in a header: must not contain CR, LF or NUL"));
+        return;
+      }
+    }
+    ++n;
+  }
+  const bool last = j.reader->AtEnd();
+  j.emails.clear();
+  for (size_t i = 0; i < n; ++i) j.emails.push_back(j.recs[i].address());
+  j.hits.clear();
+  if (absl::Status s = suppressions_->CheckMany(j.tenant, j.emails, &j.hits);
+      !s.ok()) {
+    j.respond(ErrorResponse(Unavailable(s)));
+    return;
+  }
+  storage::StateBatch batch;
+  std::vector<bool> shard_used(store_->num_shards());
+  storage::QueueKey key;
+  key.lane = storage::Lane::kBulk;
+  key.due_ms = j.due;
+  size_t next_hit = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
+      ++next_hit;
+      continue;
+    }
+    storage::Recipient& rec = j.recs[i];
+    rec.set_content_id(j.content.id());
+    rec.set_accepted_ms(j.now);
+    rec.set_expires_ms(j.expires_ms);
+    key.shard = store_->ShardForDomain(DomainOf(rec.address()));
+    key.id = store_->NextId();
+    shard_used[key.shard] = true;
+    batch.Enqueue(key, rec);
+  }
+  const int64_t accepted = static_cast<int64_t>(n - j.hits.size());
+  const int64_t suppressed = static_cast<int64_t>(j.hits.size());
+  const int64_t chunk = n > 0 ? 1 : 0;
+  std::string response;
+  if (last) {
+    response = absl::StrCat(
+        "{\"id\":\"", storage::IdToHex(j.content.id()),
+        "\",\"chunks\":", j.chunks + chunk,
+        ",\"accepted\":", j.accepted + accepted,
+        ",\"suppressed\":", j.suppressed + suppressed, "}");
+    if (j.idem.has_value()) {
+      storage::IdempotencyStore::Put(j.tenant, j.idem->key,
+                                     {j.idem->hash, 200, response, j.now},
+                                     &batch);
+    }
+  }
+  std::vector<uint16_t> shards;
+  for (size_t s = 0; s < shard_used.size(); ++s) {
+    if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
+  }
+  DeliveryHooks* hooks = hooks_;
+  store_->Commit(
+      std::move(batch), /*durable=*/true,
+      [this, job, hooks, shards = std::move(shards), accepted, suppressed,
+       chunk, last, response = std::move(response)](absl::Status s) mutable {
+        // Committer thread. Only this callback touches the job until it
+        // posts the next step.
+        UploadJob& j = *job;
+        if (!s.ok()) {
+          Error e = Unavailable(s);
+          if (j.chunks > 0) {
+            absl::StrAppend(&e.message, " (", j.accepted, " recipients in ",
+                            j.chunks,
+                            " earlier chunks were committed and stay queued)");
+          }
+          j.loop->Post([job, e] { job->respond(ErrorResponse(e)); });
+          return;
+        }
+        j.chunks += chunk;
+        j.accepted += accepted;
+        j.suppressed += suppressed;
+        if (j.accepted_counter != nullptr) j.accepted_counter->Inc(accepted);
+        if (hooks != nullptr) {
+          for (uint16_t shard : shards) {
+            hooks->OnEnqueued(shard, storage::Lane::kBulk, j.due);
+          }
+        }
+        if (last) {
+          j.loop->Post([job, response = std::move(response)] {
+            job->respond(Json(200, response));
+          });
+        } else {
+          j.loop->Post([this, job] { UploadStep(job); });
         }
       });
 }
@@ -880,6 +1280,18 @@ HttpResponse Api::GetStatus(absl::string_view hex_id,
                             absl::FromUnixMillis(content->created_ms()),
                             absl::UTCTimeZone())
                .c_str());
+  if (content->send_at_ms() != 0) {
+    w.Key("send_at");
+    w.String(FormatMillis(content->send_at_ms()).c_str());
+  }
+  if (content->expires_at_ms() != 0) {
+    w.Key("expires_at");
+    w.String(FormatMillis(content->expires_at_ms()).c_str());
+  }
+  if (content->stream()) {
+    w.Key("stream");
+    w.Bool(true);
+  }
   w.Key("counts");
   w.StartObject();
   w.Key("accepted");

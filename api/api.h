@@ -6,6 +6,21 @@
 // credential; GET shows a confirmation form and changes nothing).
 // Submissions skip suppressed recipients: not queued, listed in the 201 as
 // "suppressed": [{"email", "entry"}], not counted in "accepted".
+// Scheduling: "send_at" (RFC 3339) makes recipients due then (now if absent
+// or past); "expires_at" (RFC 3339) or "expires_in" (from the due time) ends
+// retries. Streamed campaigns ("stream": true, recipients optional) get
+// recipients from POST /v1/campaigns/{id}/recipients (NDJSON or CSV, see
+// recipient_upload.h): the buffered body is validated and committed in
+// durable chunks of upload_chunk_recipients, each announced to the hooks, so
+// sending starts before the upload ends; a bad line answers 400 naming it,
+// and chunks before it stay queued (the message says how many).
+// Idempotency-Key (POSTs that submit): claim tenant+key in memory (a
+// concurrent duplicate gets 409 "in_progress"), then look up the durable
+// record: same SHA-256(method, path, body) -> the original status and body
+// again, nothing queued; another body -> 422. A new success writes its
+// record in the same batch as its recipients (for uploads: the last chunk).
+// Errors are not recorded. Records older than kIdempotencyWindowMs are
+// ignored and overwritten.
 //
 // In: an HttpRequest from HttpServer. Out: one HttpResponse. A submission is
 // validated completely (JSON shape, unknown fields, addresses, header
@@ -22,6 +37,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "api/http_server.h"
@@ -29,6 +45,9 @@
 #include "engine/core/clock.h"
 #include "engine/core/loop.h"
 #include "engine/metrics/registry.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/idempotency_store.h"
 #include "storage/key_codec.h"
 #include "storage/queue_store.h"
 #include "storage/suppression_store.h"
@@ -60,6 +79,12 @@ class Api {
     unsubscribe_secret_ = std::move(secret);
   }
 
+  static constexpr int64_t kIdempotencyWindowMs = 24ll * 3600 * 1000;
+  static constexpr size_t kDefaultUploadChunkRecipients = 10000;
+
+  // Recipients per durable commit of an upload. Call before serving.
+  void SetUploadChunkRecipients(size_t n) { upload_chunk_ = n > 0 ? n : 1; }
+
   // On the loop that got the request; `respond` is called on that loop.
   void Handle(core::Loop& loop, HttpRequest&& req, Responder respond);
 
@@ -72,10 +97,28 @@ class Api {
   static HttpResponse ErrorResponse(const Error& e);
 
  private:
+  // A claimed Idempotency-Key of the request being served.
+  struct IdemClaim {
+    std::string key;
+    std::string hash;  // SHA-256 of method, path, body
+  };
+  struct UploadJob;
+
   // Returns the tenant, or nullptr when the key is missing or unknown.
   const std::string* Authenticate(const HttpRequest& req) const;
+  // Handles an Idempotency-Key header: true when the request was answered
+  // (replay, conflict, error); otherwise *claim is set when there is a key
+  // and *respond is wrapped to release the claim once it answers.
+  bool CheckIdempotency(const HttpRequest& req, const std::string& tenant,
+                        std::optional<IdemClaim>* claim, Responder* respond);
   void Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
-              bool transactional, Responder respond);
+              bool transactional, const std::optional<IdemClaim>& idem,
+              Responder respond);
+  void Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
+              absl::string_view hex_id, std::optional<IdemClaim> idem,
+              Responder respond);
+  // Loop thread: validates and commits the next chunk of `job`.
+  void UploadStep(std::shared_ptr<UploadJob> job);
   HttpResponse GetStatus(absl::string_view hex_id,
                          const std::string& tenant);
   void AddSuppressions(core::Loop& loop, const HttpRequest& req,
@@ -93,7 +136,12 @@ class Api {
   metrics::Registry* registry_;
   const core::Clock& clock_;
   std::unique_ptr<storage::SuppressionStore> suppressions_;
+  std::unique_ptr<storage::IdempotencyStore> idempotency_;
   std::string unsubscribe_secret_;
+  size_t upload_chunk_ = kDefaultUploadChunkRecipients;
+  absl::Mutex claims_mu_;
+  // tenant '\0' key of requests being served.
+  absl::flat_hash_set<std::string> claims_ ABSL_GUARDED_BY(claims_mu_);
 };
 
 }  // namespace salvo::api
