@@ -5,6 +5,7 @@ Run: /usr/bin/python3 tests/fakes/fake_smtp.py --port P --log FILE
          [--host 127.0.0.1] [--no-pipelining] [--banner-delay S]
          [--slow-delay S] [--max-size N] [--hostname NAME]
          [--delay VERB:SECONDS ...] [--no-data]
+         [--tempfail-percent P] [--rcpts-only]
 --port 0 picks a free port. Once listening it prints "READY <port>" on stdout.
 One asyncio loop on the main thread; stdlib only.
 
@@ -18,7 +19,10 @@ anything after '+' ignored, so tempfail-rcpt+7@x behaves as tempfail-rcpt@x):
   tempfail-data     451 4.3.0 after the final "."
   reject-data       554 5.6.0 after the final "."
   drop-in-data      connection closed after the first line of the DATA body
-Anything else gets 250. --broken-starttls offers STARTTLS, answers 220 and
+Anything else gets 250, except that --tempfail-percent P answers 451 4.7.1 to
+the first RCPT of about P% of the other addresses (chosen by a CRC-32 of the
+lower-cased address, so the same ones every run) and 250 to later attempts.
+--broken-starttls offers STARTTLS, answers 220 and
 then sends garbage instead of a TLS handshake. Data outcomes apply if any accepted recipient asks for
 one; precedence drop-in-data > reject-data > tempfail-data.
 --delay VERB:SECONDS (repeatable, fractions allowed) delays every reply to
@@ -31,6 +35,9 @@ data is the dot-unstuffed body as received, CRLFs kept, without the final
 ".\r\n" (data_b64 is omitted with --no-data, for big runs). Other events: connect, reply (every non-2xx/3xx reply: cmd, arg,
 code, text), drop, improper_pipelining, early_talker, close.
 A message that got 4xx/5xx after "." is never logged as "message".
+--rcpts-only (for big runs): the log holds only accepted messages, one plain
+text line each, the accepted recipients separated by spaces, and a line
+"!<code> <address>" for each RCPT answered 4xx/5xx; no other events.
 """
 
 import argparse
@@ -40,6 +47,7 @@ import json
 import re
 import sys
 import time
+import zlib
 
 _MAIL_RE = re.compile(rb"^MAIL FROM:\s?<([^<>]*)>(.*)$", re.I)
 _RCPT_RE = re.compile(rb"^RCPT TO:\s?<([^<>]*)>(.*)$", re.I)
@@ -54,11 +62,13 @@ class Server:
         self.args = args
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
         self.tempfailed_once = set()
+        # --tempfail-percent in hundredths of a percent (CRC-32 mod 10000).
+        self.tempfail_cutoff = int(round(args.tempfail_percent * 100))
         self.next_conn = 0
         self.next_msg = 0
 
     def log(self, event, **fields):
-        if self.log_file is None:
+        if self.log_file is None or self.args.rcpts_only:
             return
         record = {"event": event}
         record.update(fields)
@@ -131,7 +141,12 @@ class Session(asyncio.Protocol):
 
     def reply(self, text, cmd="", arg=b""):
         code = int(text[:3])
-        if code >= 400:
+        if code >= 400 and self.args.rcpts_only:
+            if cmd == "RCPT" and self.server.log_file is not None:
+                m = _RCPT_RE.match(arg)
+                self.server.log_file.write("!%d %s\n" % (code, (
+                    m.group(1) if m else arg).decode("utf-8", "replace")))
+        elif code >= 400:
             self.server.log("reply", conn=self.conn, cmd=cmd,
                             arg=arg.decode("utf-8", "replace"), code=code,
                             text=text)
@@ -290,9 +305,40 @@ class Session(asyncio.Protocol):
             self.server.tempfailed_once.add(address.lower())
             self.reply("451 4.3.0 Try again later (first attempt)",
                        "RCPT", line)
+        elif self.server.tempfail_cutoff and \
+                self.tempfail_first(address.lower()):
+            self.reply("451 4.7.1 Greylisted, try again later",
+                       "RCPT", line)
         else:
             self.rcpts.append(address)
             self.reply("250 2.1.5 Ok")
+        return True
+
+    async def read_body_fast(self):
+        """--rcpts-only: the DATA body up to the final ".", without looking at
+        each line (no bare-LF count, no unstuffing: only the size is used).
+        Returns the body (CRLFs kept, final ".\r\n" removed) or None on EOF."""
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                del self.buf[:3]
+                return bytearray()
+            end = self.buf.find(b"\r\n.\r\n")
+            if end >= 0:
+                body = self.buf[:end + 2]
+                del self.buf[:end + 5]
+                return body
+            if self.eof:
+                return None
+            self.wakeup.clear()
+            await self.wakeup.wait()
+
+    def tempfail_first(self, address):
+        """--tempfail-percent: True on the first attempt of a chosen address."""
+        if zlib.crc32(address.encode()) % 10000 >= self.server.tempfail_cutoff:
+            return False
+        if address in self.server.tempfailed_once:
+            return False
+        self.server.tempfailed_once.add(address)
         return True
 
     async def data(self, arg):
@@ -310,7 +356,13 @@ class Session(asyncio.Protocol):
         kinds = {_behaviour(r) for r in self.rcpts}
         body = bytearray()
         bare_lf = 0
-        while True:
+        fast = self.args.rcpts_only and "drop-in-data" not in kinds
+        if fast:
+            body = await self.read_body_fast()
+            if body is None:
+                return False  # client went away mid-DATA
+            await self.delay(".")
+        while not fast:
             line = await self.read_line(0)
             if line is None:
                 return False  # client went away mid-DATA
@@ -334,6 +386,8 @@ class Session(asyncio.Protocol):
         else:
             self.server.next_msg += 1
             msg_id = "F%06d" % self.server.next_msg
+            if self.args.rcpts_only and self.server.log_file is not None:
+                self.server.log_file.write(" ".join(self.rcpts) + "\n")
             data = {}
             if self.args.record_data:
                 data["data_b64"] = base64.b64encode(bytes(body)).decode()
@@ -371,6 +425,10 @@ def main(argv=None):
     parser.add_argument("--delay", action="append", default=[],
                         metavar="VERB:SECONDS")
     parser.add_argument("--no-data", dest="record_data", action="store_false")
+    parser.add_argument("--tempfail-percent", type=float, default=0.0,
+                        help="451 on the first RCPT of about P%% of addresses")
+    parser.add_argument("--rcpts-only", action="store_true",
+                        help="log only accepted recipients, a line a message")
     parser.add_argument("--broken-starttls", action="store_true",
                         help="offer STARTTLS, then fail the handshake")
     args = parser.parse_args(argv)

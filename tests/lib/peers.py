@@ -16,6 +16,7 @@ Single-threaded test code only. Set SALVO_KEEP_PEERS=1 to keep temp dirs.
 
 import atexit
 import base64
+import collections
 import glob
 import grp
 import json
@@ -757,20 +758,41 @@ def dns_query(port, name, qtype="A", host=HOST, timeout=1.0, seed=None):
 
 # ---------------------------------------------------------------- FakeSmtp
 
+def _rcpts_only_record(line):
+    """One line of a FakeSmtp --rcpts-only log as a record."""
+    text = line.decode("utf-8", "replace")
+    if text.startswith("!"):
+        code, _, address = text[1:].partition(" ")
+        return {"event": "reply", "cmd": "RCPT", "code": int(code),
+                "arg": address}
+    return {"event": "message", "rcpts": text.split()}
+
+
 class FakeSmtp(_Peer):
     """tests/fakes/fake_smtp.py as a child process (see its header for the
     recipient-driven behaviours). messages() lists accepted messages as dicts
     (with "data" decoded to bytes); events(kind) lists other log records.
     delays={"RCPT": 0.002} delays every reply to that verb (fractions are
-    fine, unlike smtp-sink); record_data=False logs sizes but no bodies."""
+    fine, unlike smtp-sink); record_data=False logs sizes but no bodies.
+    tempfail_percent=5 answers 451 to the first RCPT of about 5% of the
+    addresses (the same ones every run); rcpts_only=True logs nothing but the
+    recipients of accepted messages and refused RCPTs (fast): messages() then
+    hold only "rcpts", events("reply") only "code" and "arg" (the address of
+    a refused RCPT); rcpt_counts() counts deliveries per address."""
 
     _prefix = "salvo-fake-"
 
     def __init__(self, pipelining=True, banner_delay=0.0, slow_delay=2.0,
                  max_size=None, delays=None, record_data=True, extra_args=(),
-                 broken_starttls=False):
+                 broken_starttls=False, tempfail_percent=0.0,
+                 rcpts_only=False):
         super().__init__()
         args = []
+        self.rcpts_only = rcpts_only
+        if tempfail_percent:
+            args += ["--tempfail-percent", "%g" % tempfail_percent]
+        if rcpts_only:
+            args.append("--rcpts-only")
         if broken_starttls:
             args.append("--broken-starttls")
         for verb, seconds in (delays or {}).items():
@@ -821,7 +843,17 @@ class FakeSmtp(_Peer):
         except FileNotFoundError:
             return []
         # The last element is "" or a line still being written.
+        if self.rcpts_only:
+            return [_rcpts_only_record(line) for line in lines[:-1] if line]
         return [json.loads(line) for line in lines[:-1] if line]
+
+    def rcpt_counts(self):
+        """collections.Counter: address -> messages accepted for it."""
+        counts = collections.Counter()
+        for record in self._records():
+            if record["event"] == "message":
+                counts.update(record["rcpts"])
+        return counts
 
     def messages(self):
         result = []
