@@ -71,6 +71,13 @@ std::string ContentKey(uint64_t content_id) {
   return out;
 }
 
+std::string ContentStateKey(uint64_t content_id) {
+  std::string out;
+  out.push_back('X');
+  PutBig64(content_id, &out);
+  return out;
+}
+
 std::string CounterKey(uint64_t content_id, uint8_t counter) {
   std::string out;
   out.push_back('N');

@@ -37,6 +37,7 @@ std::string QueueLanePrefix(uint16_t shard, Lane lane);
 std::string ContentKey(uint64_t content_id);
 std::string CounterKey(uint64_t content_id, uint8_t counter);
 std::string OutcomeKey(uint64_t content_id, uint64_t id);
+std::string ContentStateKey(uint64_t content_id);
 
 // Ids are shown to users as 16 lowercase hex digits; HexToId wants exactly 16
 // (either case).

@@ -248,6 +248,26 @@ void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
   Final(key, rec, o, Outcome::EXPIRED, Counter::kExpired);
 }
 
+void StateBatch::Cancelled(const QueueKey& key, const Recipient& rec,
+                           const Outcome& o) {
+  Final(key, rec, o, Outcome::CANCELLED, Counter::kCancelled);
+}
+
+void StateBatch::SetContentState(uint64_t content_id, ContentState state) {
+  char value = static_cast<char>(state);
+  batch_->Put(ContentStateKey(content_id), rocksdb::Slice(&value, 1));
+  ++ops_;
+}
+
+const char* ContentStateName(ContentState s) {
+  switch (s) {
+    case ContentState::kActive: return "active";
+    case ContentState::kPaused: return "paused";
+    case ContentState::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
 QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
                            int64_t new_due_ms, const Outcome& o) {
   QueueKey next = key;
@@ -684,6 +704,19 @@ absl::StatusOr<Content> QueueStore::GetContent(uint64_t content_id) {
         absl::StrCat("unparsable content ", IdToHex(content_id)));
   }
   return content;
+}
+
+absl::StatusOr<ContentState> QueueStore::GetContentState(uint64_t content_id) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(),
+                               ContentStateKey(content_id), &value);
+  if (s.IsNotFound()) return ContentState::kActive;
+  if (!s.ok()) return ToAbsl(s, absl::StrCat("state ", IdToHex(content_id)));
+  if (value.size() != 1 || static_cast<uint8_t>(value[0]) > 2) {
+    return absl::DataLossError(
+        absl::StrCat("bad state record of ", IdToHex(content_id)));
+  }
+  return static_cast<ContentState>(value[0]);
 }
 
 absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {

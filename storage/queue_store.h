@@ -6,6 +6,7 @@
 //   'N' content_id:u64 counter:u8            -> int64       (merge-add counters)
 //   'O' content_id:u64 id:u64                -> Outcome     (latest outcome)
 //   'S' tenant_len:u8 tenant folded_entry    -> suppression entry
+//   'X' content_id:u64                       -> ContentState (1 byte)
 //                                      (storage/suppression_store.h)
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
@@ -71,6 +72,14 @@ struct Counts {
   }
 };
 
+// Operator control of a campaign: one record, read by every shard.
+enum class ContentState : uint8_t {
+  kActive = 0,
+  kPaused = 1,     // not leased; entries stay queued
+  kCancelled = 2,  // entries finish as cancelled when leased
+};
+const char* ContentStateName(ContentState s);
+
 struct QueueEntry {
   QueueKey key;
   Recipient rec;
@@ -93,6 +102,8 @@ class StateBatch {
   void Delivered(const QueueKey& key, const Recipient& rec, const Outcome& o);
   void Bounced(const QueueKey& key, const Recipient& rec, const Outcome& o);
   void Expired(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  void Cancelled(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  void SetContentState(uint64_t content_id, ContentState state);
   // Transient failure: move the entry to `new_due` with attempts + 1, the
   // reply and host recorded; enters the deferred gauge on the first deferral.
   // Returns the new key.
@@ -172,6 +183,8 @@ class QueueStore {
 
   absl::StatusOr<Content> GetContent(uint64_t content_id);
   absl::StatusOr<Counts> GetCounts(uint64_t content_id);
+  // kActive when no state was ever set.
+  absl::StatusOr<ContentState> GetContentState(uint64_t content_id);
   absl::StatusOr<std::optional<Outcome>> GetOutcome(uint64_t content_id,
                                                     uint64_t id);
   // Number of queue entries in a shard (all lanes); O(entries). For tools.

@@ -414,3 +414,42 @@ TEST(QueueStoreOpenTest, NumShardsMismatchFailsNamingBothNumbers) {
 
 }  // namespace
 }  // namespace salvo::storage
+
+namespace salvo::storage {
+namespace {
+
+TEST_F(QueueStoreTest, ContentStateAndCancelledCountSurviveReopen) {
+  auto state = store_->GetContentState(kContent);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(*state, ContentState::kActive);
+  QueueKey k{0, Lane::kBulk, kNow, 7};
+  Recipient rec = MakeRecipient("a@example.com");
+  {
+    StateBatch b;
+    b.Enqueue(k, rec);
+    b.SetContentState(kContent, ContentState::kPaused);
+    ASSERT_TRUE(store_->CommitNow(std::move(b), true).ok());
+  }
+  EXPECT_EQ(*store_->GetContentState(kContent), ContentState::kPaused);
+  {
+    StateBatch b;
+    b.SetContentState(kContent, ContentState::kCancelled);
+    b.Cancelled(k, rec, MakeOutcome("local: cancelled", ""));
+    ASSERT_TRUE(store_->CommitNow(std::move(b), true).ok());
+  }
+  store_.reset();
+  store_ = OpenOrDie(path_);
+  EXPECT_EQ(*store_->GetContentState(kContent), ContentState::kCancelled);
+  auto counts = store_->GetCounts(kContent);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->accepted, 1);
+  EXPECT_EQ(counts->cancelled, 1);
+  EXPECT_EQ(counts->pending(), 0);
+  EXPECT_TRUE(ScanAll(*store_, 0, Lane::kBulk, kNow).empty());
+  auto o = store_->GetOutcome(kContent, 7);
+  ASSERT_TRUE(o.ok() && o->has_value());
+  EXPECT_EQ((*o)->state(), Outcome::CANCELLED);
+}
+
+}  // namespace
+}  // namespace salvo::storage
