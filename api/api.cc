@@ -692,6 +692,13 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
              path.find('/', 14) == path.size() - kRecipientsSuffix.size()) {
     route = "/v1/campaigns/{id}/recipients";
     allowed = "POST";
+  } else if (absl::StartsWith(path, "/v1/campaigns/") &&
+             (absl::EndsWith(path, "/pause") ||
+              absl::EndsWith(path, "/resume") ||
+              absl::EndsWith(path, "/cancel")) &&
+             path.find('/', 14) == path.rfind('/') && path.rfind('/') > 14) {
+    route = "/v1/campaigns/{id}/{action}";
+    allowed = "POST";
   } else if (path == "/v1/suppressions") {
     route = "/v1/suppressions";
     allowed = "GET, POST";
@@ -770,6 +777,10 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     } else {
       AddSuppressions(loop, req, *tenant, std::move(counted));
     }
+  } else if (route == "/v1/campaigns/{id}/{action}") {
+    const size_t slash = path.rfind('/');
+    Control(loop, path.substr(14, slash - 14), path.substr(slash + 1),
+            *tenant, std::move(counted));
   } else if (route == "/v1/suppressions/{entry}") {
     RemoveSuppression(loop, path.substr(kSuppressionsPrefix.size()), *tenant,
                       std::move(counted));
@@ -1292,6 +1303,9 @@ HttpResponse Api::GetStatus(absl::string_view hex_id,
     w.Key("stream");
     w.Bool(true);
   }
+  absl::StatusOr<storage::ContentState> state = store_->GetContentState(id);
+  w.Key("state");
+  w.String(state.ok() ? storage::ContentStateName(*state) : "unknown");
   w.Key("counts");
   w.StartObject();
   w.Key("accepted");
@@ -1308,9 +1322,68 @@ HttpResponse Api::GetStatus(absl::string_view hex_id,
   w.Int64(counts->bounced);
   w.Key("expired");
   w.Int64(counts->expired);
+  w.Key("cancelled");
+  w.Int64(counts->cancelled);
   w.EndObject();
   w.EndObject();
   return Json(200, std::string(sb.GetString(), sb.GetSize()));
+}
+
+void Api::Control(core::Loop& loop, absl::string_view hex_id,
+                  absl::string_view action, const std::string& tenant,
+                  Responder respond) {
+  uint64_t id = 0;
+  absl::StatusOr<storage::Content> content =
+      storage::HexToId(hex_id, &id) ? store_->GetContent(id)
+                                    : absl::NotFoundError("bad id");
+  if (absl::IsNotFound(content.status()) ||
+      (content.ok() && content->tenant() != tenant)) {
+    respond(ErrorResponse(NotFound("id", "no such campaign or message")));
+    return;
+  }
+  absl::StatusOr<storage::ContentState> current =
+      content.ok() ? store_->GetContentState(id) : content.status();
+  if (!current.ok()) {
+    respond(ErrorResponse(Unavailable(current.status())));
+    return;
+  }
+  using storage::ContentState;
+  ContentState next = action == "pause"    ? ContentState::kPaused
+                      : action == "resume" ? ContentState::kActive
+                                           : ContentState::kCancelled;
+  bool allowed = *current != ContentState::kCancelled &&
+                 (action != "resume" || *current == ContentState::kPaused);
+  if (!allowed) {
+    Error e;
+    e.status = 409;
+    e.code = "conflict";
+    e.field = "state";
+    e.message = absl::StrCat("cannot ", action, " a campaign that is ",
+                             storage::ContentStateName(*current));
+    respond(ErrorResponse(e));
+    return;
+  }
+  storage::StateBatch batch;
+  batch.SetContentState(id, next);
+  core::Loop* loop_ptr = &loop;
+  DeliveryHooks* hooks = hooks_;
+  const std::string hex(hex_id);
+  const std::string owner = tenant;
+  store_->Commit(std::move(batch), /*durable=*/true,
+                 [this, loop_ptr, hooks, id, next, hex, owner,
+                  respond](absl::Status s) {
+                   // Committer thread.
+                   if (s.ok() && hooks != nullptr) hooks->OnContentState(id, next);
+                   loop_ptr->Post([this, s, hex, owner, respond] {
+                     if (!s.ok()) {
+                       respond(ErrorResponse(Unavailable(s)));
+                       return;
+                     }
+                     // The counts as they are now: queued recipients of a
+                     // cancelled campaign turn "cancelled" as the loops sweep.
+                     respond(GetStatus(hex, owner));
+                   });
+                 });
 }
 
 void Api::AddSuppressions(core::Loop& loop, const HttpRequest& req,

@@ -63,6 +63,10 @@ class DeliveryHooks {
                           int64_t due_ms) = 0;
   // Any thread: recipients of this content currently leased into memory.
   virtual int64_t InFlight(uint64_t content_id) = 0;
+  // Any thread, after a campaign's state record is durable (pause, resume,
+  // cancel): the engine applies it on every loop.
+  virtual void OnContentState(uint64_t content_id,
+                              storage::ContentState state) {}
 };
 
 class Api {
@@ -125,6 +129,10 @@ class Api {
                        const std::string& tenant, Responder respond);
   HttpResponse ListSuppressions(const HttpRequest& req,
                                 const std::string& tenant);
+  // POST /v1/campaigns/{id}/pause|resume|cancel.
+  void Control(core::Loop& loop, absl::string_view hex_id,
+               absl::string_view action, const std::string& tenant,
+               Responder respond);
   void RemoveSuppression(core::Loop& loop, absl::string_view entry,
                          const std::string& tenant, Responder respond);
   void Unsubscribe(core::Loop& loop, const HttpRequest& req,

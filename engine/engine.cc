@@ -207,6 +207,22 @@ void Engine::OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) {
   });
 }
 
+void Engine::OnContentState(uint64_t content_id,
+                            storage::ContentState state) {
+  contents_->SetState(content_id, state);
+  if (!loops_) return;
+  for (int i = 0; i < loops_->size(); ++i) {
+    delivery::DeliveryCore* core = cores_[i].get();
+    if (core == nullptr) continue;
+    loops_->at(i).Post([core, content_id, state] {
+      if (state == storage::ContentState::kActive) core->Rewind();
+      if (state == storage::ContentState::kCancelled) {
+        core->SweepCancelled(content_id);
+      }
+    });
+  }
+}
+
 int64_t Engine::InFlight(uint64_t content_id) {
   return in_flight_.Get(content_id);
 }

@@ -38,6 +38,10 @@ class Engine : public api::DeliveryHooks {
 
   void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) override;
   int64_t InFlight(uint64_t content_id) override;
+  // After a campaign's state record was committed: every loop sees it; a
+  // resume rescans, a cancel sweeps the queued entries.
+  void OnContentState(uint64_t content_id,
+                      storage::ContentState state) override;
 
  private:
   explicit Engine(const config::Config& config) : config_(config) {}

@@ -211,6 +211,59 @@ class DeliveryTest(unittest.TestCase):
                 self.assertLess(b["delivered"], n // 2, b)
                 s.wait_settled(bulk, timeout=120)
 
+    def test_pause_resume_cancel(self):
+        domain = f"ctl.{ZONE}"
+        with peers.SmtpSink() as sink:
+            over = {"routes": f'[{{domain="*", host="127.0.0.1", '
+                              f'port={sink.port}}}]',
+                    "delivery.max_connections_per_host": 1}
+            s = self.salvo(**over).start()
+            try:
+                n = 40000
+                cid = s.submit_campaign(build_campaign(n, [domain], 300))
+                s.wait_settled(cid, timeout=60, want_delivered=100, poll=0.005)
+
+                def control(action, expect=200):
+                    status, body = s.request(
+                        "POST", f"/v1/campaigns/{cid}/{action}", {})
+                    self.assertEqual(status, expect, body)
+                    return body
+
+                self.assertEqual(control("pause")["state"], "paused")
+                time.sleep(0.5)  # transactions on the wire finish
+                d1 = s.counts(cid)["delivered"]
+                time.sleep(1.0)
+                d2 = s.counts(cid)["delivered"]
+                self.assertEqual(d1, d2, "delivery went on while paused")
+                self.assertLess(d2, n)
+                control("resume")
+                s.wait_settled(cid, timeout=60, want_delivered=d2 + 100,
+                               poll=0.005)
+                body = control("cancel")
+                self.assertEqual(body["state"], "cancelled")
+                control("resume", expect=409)
+                deadline = time.monotonic() + 30
+                while True:
+                    c = s.counts(cid)
+                    if c["delivered"] + c["cancelled"] == n and \
+                            c["in_flight"] == 0:
+                        break
+                    self.assertLess(time.monotonic(), deadline, c)
+                    time.sleep(0.05)
+                self.assertGreater(c["cancelled"], 0, c)
+                self.assertEqual(c["queued"], 0, c)
+                delivered = c["delivered"]
+                time.sleep(0.5)
+                self.assertEqual(s.counts(cid)["delivered"], delivered)
+                self.assertEqual(s.stop(), 0, s.tail_log())
+                # The state and the counts survive a restart.
+                s = self.salvo(**over).start()
+                status, body = s.request("GET", f"/v1/campaigns/{cid}")
+                self.assertEqual(body["state"], "cancelled")
+                self.assertEqual(body["counts"]["cancelled"], c["cancelled"])
+            finally:
+                s.stop()
+
     def test_kill9_loses_no_acknowledged_recipient(self):
         domains = [f"k{i}.{ZONE}" for i in range(4)]
         mx = {d: [(10, f"mx.{ZONE}")] for d in domains}

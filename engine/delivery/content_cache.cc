@@ -19,9 +19,18 @@ absl::StatusOr<std::shared_ptr<const CachedContent>> ContentCache::Get(
   auto compiled = render::CompiledContent::Compile(entry->content);
   if (!compiled.ok()) return compiled.status();
   entry->compiled = *std::move(compiled);
+  auto state = store_->GetContentState(id);
+  if (!state.ok()) return state.status();
+  entry->state.store(static_cast<uint8_t>(*state));
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = map_.emplace(id, std::move(entry));
   return it->second;
+}
+
+void ContentCache::SetState(uint64_t id, storage::ContentState state) {
+  absl::MutexLock lock(&mu_);
+  auto it = map_.find(id);
+  if (it != map_.end()) it->second->state.store(static_cast<uint8_t>(state));
 }
 
 void InFlightTable::Add(uint64_t content_id, int64_t delta) {

@@ -3,6 +3,7 @@
 #ifndef SALVO_ENGINE_DELIVERY_CONTENT_CACHE_H_
 #define SALVO_ENGINE_DELIVERY_CONTENT_CACHE_H_
 
+#include <atomic>
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
@@ -16,6 +17,11 @@ namespace salvo::delivery {
 struct CachedContent {
   storage::Content content;
   std::shared_ptr<const render::CompiledContent> compiled;
+  // Operator control (pause/cancel); changed in place by SetState.
+  mutable std::atomic<uint8_t> state{0};
+  storage::ContentState State() const {
+    return static_cast<storage::ContentState>(state.load());
+  }
 };
 
 class ContentCache {
@@ -25,6 +31,8 @@ class ContentCache {
   // Reads and compiles on a miss (a RocksDB point read on the caller's
   // thread). NotFound if the content does not exist.
   absl::StatusOr<std::shared_ptr<const CachedContent>> Get(uint64_t id);
+  // After the state record was committed: cached entries see it at once.
+  void SetState(uint64_t id, storage::ContentState state);
 
  private:
   storage::QueueStore* const store_;

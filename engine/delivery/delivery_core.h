@@ -80,6 +80,12 @@ class DeliveryCore : public pool::PoolDelegate {
   void Start();
   // New entries in (shard, lane) due at `due_ms` or later.
   void Wake(uint16_t shard, storage::Lane lane, int64_t due_ms);
+  // Scans every owned shard from its start again (a campaign resumed: its
+  // entries were skipped while paused).
+  void Rewind();
+  // A campaign was cancelled: every entry of it in this loop's shards that
+  // is not in flight finishes as cancelled now, whatever its due time.
+  void SweepCancelled(uint64_t content_id);
   // Stops leasing, lets transactions in flight finish (up to
   // shutdown_grace), commits their outcomes, closes every handle, then
   // calls `done`.
@@ -104,7 +110,14 @@ class DeliveryCore : public pool::PoolDelegate {
     std::unique_ptr<pool::ConnectionPool> pool;
     std::deque<Destination*> wanting;  // destinations with work, round robin
   };
-  enum class Final { kDelivered, kBounced, kExpired, kDeferred, kRequeued };
+  enum class Final {
+    kDelivered,
+    kBounced,
+    kExpired,
+    kDeferred,
+    kRequeued,
+    kCancelled
+  };
   struct Pending {  // an outcome in the batch being committed
     uint64_t id;
     uint64_t content_id;
