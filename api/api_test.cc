@@ -20,61 +20,16 @@
 namespace salvo::api {
 namespace {
 
-class ApiTest : public ::testing::Test {
+class ApiTest : public ApiFixture {
  protected:
   void SetUp() override {
-    static int n = 0;
-    storage::QueueStore::Options o;
-    o.path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/api_test_", ++n);
-    o.num_shards = 8;
-    auto store = storage::QueueStore::Open(o);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
     config_.api_keys["k1"] = "tenant1";
     config_.api_keys["k2"] = "tenant2";
     config_.max_request_bytes = 1 << 20;
     config_.max_message_bytes = 4096;
     config_.max_recipients_per_message = 3;
-    api_ = std::make_unique<Api>(config_, store_.get(), &hooks_, &registry_,
-                                 clock_);
-    thread_ = std::thread([this] { run_result_ = loop_.Run(); });
-  }
-
-  void TearDown() override {
-    loop_.Stop();
-    thread_.join();
-    EXPECT_EQ(run_result_, 0);
-    store_.reset();
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& path,
-                    std::string body, const std::string& key = "k1") {
-    HttpRequest req;
-    req.method = method;
-    req.path = path;
-    req.body = std::move(body);
-    if (!key.empty()) req.headers.emplace_back("authorization", "Bearer " + key);
-    HttpResponse out;
-    absl::Notification done;
-    loop_.Post([&, req = std::move(req)]() mutable {
-      api_->Handle(loop_, std::move(req), [&](HttpResponse r) {
-        EXPECT_TRUE(loop_.InLoopThread());
-        out = std::move(r);
-        done.Notify();
-      });
-    });
-    done.WaitForNotification();
-    return out;
-  }
-
-  int64_t TotalQueued() {
-    int64_t total = 0;
-    for (int s = 0; s < store_->num_shards(); ++s) {
-      auto n = store_->CountQueued(s);
-      EXPECT_TRUE(n.ok());
-      total += n.value_or(0);
-    }
-    return total;
+    StartApi("api_test", 8);
+    StartLoop();
   }
 
   // Asserts a rejection with `status` naming `field`, and that nothing was
@@ -93,16 +48,6 @@ class ApiTest : public ::testing::Test {
     EXPECT_TRUE(e.HasMember("message"));
     EXPECT_EQ(TotalQueued(), 0);
   }
-
-  config::Config config_;
-  core::ManualClock clock_;
-  metrics::Registry registry_;
-  FakeHooks hooks_;
-  std::unique_ptr<storage::QueueStore> store_;
-  std::unique_ptr<Api> api_;
-  core::Loop loop_;
-  std::thread thread_;
-  int run_result_ = -1;
 };
 
 // A valid campaign with one field replaced: "$FIELD" -> `replacement`.

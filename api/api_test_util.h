@@ -8,10 +8,21 @@
 #include <tuple>
 #include <vector>
 
+#include <cstdlib>
+#include <memory>
+#include <thread>
+#include <utility>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "api/api.h"
+#include "engine/core/clock.h"
+#include "engine/core/loop.h"
+#include "engine/metrics/registry.h"
+#include "gtest/gtest.h"
+#include "storage/queue_store.h"
 
 namespace salvo::api {
 
@@ -40,6 +51,78 @@ class FakeHooks : public DeliveryHooks {
   absl::Mutex mu_;
   std::vector<Call> calls_;
   absl::flat_hash_map<uint64_t, int64_t> in_flight_;
+};
+
+// An Api over a real QueueStore in $TEST_TMPDIR, a ManualClock, FakeHooks
+// and a loop on its own thread. Set config_ in SetUp, then StartApi(); the
+// loop must close cleanly (Run() == 0) at TearDown.
+class ApiFixture : public ::testing::Test {
+ protected:
+  void StartApi(const std::string& name, int num_shards) {
+    static int n = 0;
+    storage::QueueStore::Options o;
+    o.path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name, "_", ++n);
+    o.num_shards = num_shards;
+    auto store = storage::QueueStore::Open(o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    api_ = std::make_unique<Api>(config_, store_.get(), &hooks_, &registry_,
+                                 clock_);
+  }
+  void StartLoop() {
+    thread_ = std::thread([this] { run_result_ = loop_.Run(); });
+  }
+
+  void TearDown() override {
+    loop_.Stop();
+    if (thread_.joinable()) thread_.join();
+    EXPECT_EQ(run_result_, 0);
+    store_.reset();
+  }
+
+  // Handles one request on the loop and waits for its answer.
+  HttpResponse Call(const std::string& method, const std::string& path,
+                    std::string body = "", const std::string& key = "k1",
+                    const std::string& query = "") {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.body = std::move(body);
+    if (!key.empty()) req.headers.emplace_back("authorization", "Bearer " + key);
+    HttpResponse out;
+    absl::Notification done;
+    loop_.Post([&, req = std::move(req)]() mutable {
+      api_->Handle(loop_, std::move(req), [&](HttpResponse r) {
+        EXPECT_TRUE(loop_.InLoopThread());
+        out = std::move(r);
+        done.Notify();
+      });
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
+  // Queue entries over every shard.
+  int64_t TotalQueued() {
+    int64_t total = 0;
+    for (int s = 0; s < store_->num_shards(); ++s) {
+      auto n = store_->CountQueued(s);
+      EXPECT_TRUE(n.ok());
+      total += n.value_or(0);
+    }
+    return total;
+  }
+
+  config::Config config_;
+  core::ManualClock clock_;
+  metrics::Registry registry_;
+  FakeHooks hooks_;
+  std::unique_ptr<storage::QueueStore> store_;
+  std::unique_ptr<Api> api_;
+  core::Loop loop_;
+  std::thread thread_;
+  int run_result_ = -1;
 };
 
 // A campaign body with `n` recipients user<i>@d<i % domains>.example.com,

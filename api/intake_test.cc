@@ -23,21 +23,13 @@ namespace {
 // 2026-11-24T09:00:00Z; the clock starts in 2023.
 constexpr int64_t kSendAtMs = 1795510800000;
 
-class IntakeTest : public ::testing::Test {
+class IntakeTest : public ApiFixture {
  protected:
   void SetUp() override {
-    static int n = 0;
-    storage::QueueStore::Options o;
-    o.path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/intake_", ++n);
-    o.num_shards = 4;
-    auto store = storage::QueueStore::Open(o);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
     config_.api_keys["k1"] = "tenant1";
     config_.api_keys["k2"] = "tenant2";
     config_.max_request_bytes = 8 << 20;
-    api_ = std::make_unique<Api>(config_, store_.get(), &hooks_, &registry_,
-                                 clock_);
+    StartApi("intake", 4);
     api_->SetUploadChunkRecipients(3);
     auto server = HttpServer::Listen(
         loop_, "127.0.0.1", 0, [this](HttpRequest&& req, Responder respond) {
@@ -45,15 +37,12 @@ class IntakeTest : public ::testing::Test {
         });
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    thread_ = std::thread([this] { run_result_ = loop_.Run(); });
+    StartLoop();
   }
 
   void TearDown() override {
     loop_.Post([this] { server_.reset(); });
-    loop_.Stop();
-    thread_.join();
-    EXPECT_EQ(run_result_, 0);
-    store_.reset();
+    ApiFixture::TearDown();
   }
 
   ClientResponse Post(const std::string& path, const std::string& body,
@@ -71,13 +60,6 @@ class IntakeTest : public ::testing::Test {
     return c.Read();
   }
 
-  int64_t TotalQueued() {
-    int64_t total = 0;
-    for (int s = 0; s < store_->num_shards(); ++s) {
-      total += store_->CountQueued(s).value_or(-1000000);
-    }
-    return total;
-  }
   // Bulk entries due at or before now_ms, over all shards.
   std::vector<storage::QueueEntry> Due(int64_t now_ms) {
     std::vector<storage::QueueEntry> all, page;
@@ -117,16 +99,7 @@ class IntakeTest : public ::testing::Test {
     return IdOf(r);
   }
 
-  config::Config config_;
-  core::ManualClock clock_;
-  FakeHooks hooks_;
-  metrics::Registry registry_;
-  std::unique_ptr<storage::QueueStore> store_;
-  std::unique_ptr<Api> api_;
-  core::Loop loop_;
   std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
-  int run_result_ = -1;
 };
 
 std::string WithFields(std::string campaign, const std::string& fields) {

@@ -20,65 +20,18 @@ namespace {
 
 constexpr char kSecret[] = "unsub-secret";
 
-class SuppressionApiTest : public ::testing::Test {
+class SuppressionApiTest : public ApiFixture {
  protected:
   void SetUp() override {
-    static int n = 0;
-    storage::QueueStore::Options o;
-    o.path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/suppression_api_", ++n);
-    o.num_shards = 8;
-    auto store = storage::QueueStore::Open(o);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    sup_ = std::make_unique<storage::SuppressionStore>(store_.get());
     config_.api_keys["k1"] = "tenant1";
     config_.api_keys["k2"] = "tenant2";
     config_.max_request_bytes = 1 << 20;
     config_.max_message_bytes = 4096;
     config_.max_recipients_per_message = 5;
-    api_ = std::make_unique<Api>(config_, store_.get(), &hooks_, &registry_,
-                                 clock_);
+    StartApi("suppression_api", 8);
+    sup_ = std::make_unique<storage::SuppressionStore>(store_.get());
     api_->SetUnsubscribeSecret(kSecret);
-    thread_ = std::thread([this] { run_result_ = loop_.Run(); });
-  }
-
-  void TearDown() override {
-    loop_.Stop();
-    thread_.join();
-    EXPECT_EQ(run_result_, 0);
-    store_.reset();
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& path,
-                    std::string body = "", const std::string& key = "k1",
-                    const std::string& query = "") {
-    HttpRequest req;
-    req.method = method;
-    req.path = path;
-    req.query = query;
-    req.body = std::move(body);
-    if (!key.empty()) req.headers.emplace_back("authorization", "Bearer " + key);
-    HttpResponse out;
-    absl::Notification done;
-    loop_.Post([&, req = std::move(req)]() mutable {
-      api_->Handle(loop_, std::move(req), [&](HttpResponse r) {
-        EXPECT_TRUE(loop_.InLoopThread());
-        out = std::move(r);
-        done.Notify();
-      });
-    });
-    done.WaitForNotification();
-    return out;
-  }
-
-  int64_t TotalQueued() {
-    int64_t total = 0;
-    for (int s = 0; s < store_->num_shards(); ++s) {
-      auto n = store_->CountQueued(s);
-      EXPECT_TRUE(n.ok());
-      total += n.value_or(0);
-    }
-    return total;
+    StartLoop();
   }
 
   bool Suppressed(const std::string& tenant, const std::string& address,
@@ -95,16 +48,7 @@ class SuppressionApiTest : public ::testing::Test {
     return d;
   }
 
-  config::Config config_;
-  core::ManualClock clock_;
-  metrics::Registry registry_;
-  FakeHooks hooks_;
-  std::unique_ptr<storage::QueueStore> store_;
   std::unique_ptr<storage::SuppressionStore> sup_;
-  std::unique_ptr<Api> api_;
-  core::Loop loop_;
-  std::thread thread_;
-  int run_result_ = -1;
 };
 
 std::string Campaign(const std::string& recipients) {
