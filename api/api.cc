@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "api/address.h"
 #include "api/recipient_upload.h"
@@ -476,6 +477,20 @@ HttpResponse Json(int status, std::string body) {
 
 constexpr absl::string_view kSuppressionsPrefix = "/v1/suppressions/";
 constexpr absl::string_view kRecipientsSuffix = "/recipients";
+constexpr absl::string_view kRescheduleSuffix = "/reschedule";
+
+// The id of /v1/campaigns/{id}/reschedule or /v1/messages/{id}/reschedule;
+// empty for any other path.
+absl::string_view RescheduleId(absl::string_view path) {
+  if (!absl::ConsumeSuffix(&path, kRescheduleSuffix)) return {};
+  if (!absl::ConsumePrefix(&path, "/v1/campaigns/") &&
+      !absl::ConsumePrefix(&path, "/v1/messages/")) {
+    return {};
+  }
+  if (path.find('/') != absl::string_view::npos) return {};
+  return path;
+}
+
 constexpr absl::string_view kIdempotencyHeader = "Idempotency-Key";
 
 // SHA-256 over method, path and body (NUL-separated): what a replay must
@@ -612,6 +627,92 @@ std::string FormatMillis(int64_t ms) {
                           absl::UTCTimeZone());
 }
 
+// A reschedule body {"send_at", "expires_at" | "expires_in"} (all optional;
+// an empty body is {}) against the stored `content`: fills *updated (the
+// Content record with the new schedule) and *r (the moves). False with *err.
+bool ParseReschedule(absl::string_view body, int64_t now_ms,
+                     const storage::Content& content,
+                     storage::Content* updated, storage::Reschedule* r,
+                     Error* err) {
+  rapidjson::Document doc;
+  if (!absl::StripAsciiWhitespace(body).empty()) {
+    doc.Parse(body.data(), body.size());
+  } else {
+    doc.SetObject();
+  }
+  if (doc.HasParseError() || !doc.IsObject()) {
+    *err = Invalid("", "the body must be a JSON object");
+    return false;
+  }
+  auto timestamp = [err](const Value& v, const char* field, int64_t* ms) {
+    absl::Time t;
+    std::string parse_err;
+    if (!v.IsString() ||
+        !absl::ParseTime(absl::RFC3339_full, std::string(Str(v)), &t,
+                         &parse_err) ||
+        absl::ToUnixMillis(t) <= 0) {
+      *err = Invalid(field,
+                     "must be an RFC 3339 timestamp such as "
+                     "\"2026-11-24T09:00:00Z\"");
+      return false;
+    }
+    *ms = absl::ToUnixMillis(t);
+    return true;
+  };
+  int64_t send_at_ms = 0, expires_at_ms = 0, expires_after_ms = 0;
+  for (const auto& m : doc.GetObject()) {
+    const absl::string_view name = Str(m.name);
+    const Value& v = m.value;
+    if (name == "send_at") {
+      if (!timestamp(v, "send_at", &send_at_ms)) return false;
+    } else if (name == "expires_at") {
+      if (!timestamp(v, "expires_at", &expires_at_ms)) return false;
+    } else if (name == "expires_in") {
+      absl::Duration d;
+      if (!v.IsString() || !absl::ParseDuration(std::string(Str(v)), &d) ||
+          d <= absl::ZeroDuration()) {
+        *err = Invalid("expires_in",
+                       "must be a positive duration such as \"72h\"");
+        return false;
+      }
+      expires_after_ms = absl::ToInt64Milliseconds(d);
+    } else {
+      *err = Invalid(std::string(name), "unknown field");
+      return false;
+    }
+  }
+  if (expires_at_ms != 0 && expires_after_ms != 0) {
+    *err = Invalid("expires_in", "give either expires_in or expires_at");
+    return false;
+  }
+  const int64_t due = std::max(now_ms, send_at_ms);
+  *updated = content;
+  updated->set_send_at_ms(send_at_ms);
+  if (expires_at_ms != 0) {
+    if (expires_at_ms <= due) {
+      *err = Invalid("expires_at", send_at_ms > now_ms
+                                       ? "must be after send_at"
+                                       : "must be in the future");
+      return false;
+    }
+    updated->set_expires_at_ms(expires_at_ms);
+  } else if (expires_after_ms != 0) {
+    updated->set_expires_at_ms(0);
+    updated->set_expires_after_ms(expires_after_ms);
+  } else if (content.expires_at_ms() != 0 && content.expires_at_ms() <= due) {
+    *err = Invalid("send_at",
+                   absl::StrCat("is not before the expires_at of the campaign (",
+                                FormatMillis(content.expires_at_ms()),
+                                "); give expires_at or expires_in"));
+    return false;
+  }
+  r->due_ms = due;
+  r->expires_at_ms = updated->expires_at_ms();
+  r->expires_after_ms =
+      r->expires_at_ms != 0 ? 0 : updated->expires_after_ms();
+  return true;
+}
+
 }  // namespace
 
 HttpResponse Api::ErrorResponse(const Error& e) {
@@ -691,6 +792,11 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
              path.size() > 14 + kRecipientsSuffix.size() &&
              path.find('/', 14) == path.size() - kRecipientsSuffix.size()) {
     route = "/v1/campaigns/{id}/recipients";
+    allowed = "POST";
+  } else if (!RescheduleId(path).empty()) {
+    route = absl::StartsWith(path, "/v1/campaigns/")
+                ? "/v1/campaigns/{id}/reschedule"
+                : "/v1/messages/{id}/reschedule";
     allowed = "POST";
   } else if (absl::StartsWith(path, "/v1/campaigns/") &&
              (absl::EndsWith(path, "/pause") ||
@@ -777,6 +883,11 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     } else {
       AddSuppressions(loop, req, *tenant, std::move(counted));
     }
+  } else if (route == "/v1/campaigns/{id}/reschedule" ||
+             route == "/v1/messages/{id}/reschedule") {
+    Reschedule(loop, req, RescheduleId(path),
+               route == "/v1/messages/{id}/reschedule", *tenant,
+               std::move(counted));
   } else if (route == "/v1/campaigns/{id}/{action}") {
     const size_t slash = path.rfind('/');
     Control(loop, path.substr(14, slash - 14), path.substr(slash + 1),
@@ -1256,7 +1367,8 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
 }
 
 HttpResponse Api::GetStatus(absl::string_view hex_id,
-                            const std::string& tenant) {
+                            const std::string& tenant,
+                            const int64_t* rescheduled) {
   Error not_found;
   not_found.status = 404;
   not_found.code = "not_found";
@@ -1306,6 +1418,10 @@ HttpResponse Api::GetStatus(absl::string_view hex_id,
   absl::StatusOr<storage::ContentState> state = store_->GetContentState(id);
   w.Key("state");
   w.String(state.ok() ? storage::ContentStateName(*state) : "unknown");
+  if (rescheduled != nullptr) {
+    w.Key("rescheduled");
+    w.Int64(*rescheduled);
+  }
   w.Key("counts");
   w.StartObject();
   w.Key("accepted");
@@ -1383,6 +1499,85 @@ void Api::Control(core::Loop& loop, absl::string_view hex_id,
                      // cancelled campaign turn "cancelled" as the loops sweep.
                      respond(GetStatus(hex, owner));
                    });
+                 });
+}
+
+void Api::Reschedule(core::Loop& loop, const HttpRequest& req,
+                     absl::string_view hex_id, bool transactional,
+                     const std::string& tenant, Responder respond) {
+  uint64_t id = 0;
+  absl::StatusOr<storage::Content> content =
+      storage::HexToId(hex_id, &id) ? store_->GetContent(id)
+                                    : absl::NotFoundError("bad id");
+  if (absl::IsNotFound(content.status()) ||
+      (content.ok() && (content->tenant() != tenant ||
+                        (transactional && !content->transactional())))) {
+    respond(ErrorResponse(NotFound(
+        "id", transactional ? "no such message" : "no such campaign or message")));
+    return;
+  }
+  if (req.body.size() > static_cast<size_t>(config_.max_request_bytes)) {
+    respond(ErrorResponse(TooLarge("", "request body too large")));
+    return;
+  }
+  absl::StatusOr<storage::ContentState> state =
+      content.ok() ? store_->GetContentState(id) : content.status();
+  absl::StatusOr<storage::Counts> counts =
+      state.ok() ? store_->GetCounts(id) : state.status();
+  if (!counts.ok()) {
+    respond(ErrorResponse(Unavailable(counts.status())));
+    return;
+  }
+  const char* what = content->transactional() ? "message" : "campaign";
+  const bool finished = !content->stream() && counts->pending() <= 0;
+  if (*state == storage::ContentState::kCancelled || finished) {
+    Error e;
+    e.status = 409;
+    e.code = "conflict";
+    e.field = "state";
+    e.message = absl::StrCat(
+        "cannot reschedule a ", what, " that is ",
+        finished && *state != storage::ContentState::kCancelled
+            ? "finished (every recipient has a final outcome)"
+            : storage::ContentStateName(*state));
+    respond(ErrorResponse(e));
+    return;
+  }
+  storage::Content updated;
+  storage::Reschedule spec;
+  Error err;
+  if (!ParseReschedule(req.body, clock_.NowMillis(), *content, &updated,
+                       &spec, &err)) {
+    respond(ErrorResponse(err));
+    return;
+  }
+  storage::StateBatch batch;
+  batch.PutContent(updated);
+  core::Loop* loop_ptr = &loop;
+  DeliveryHooks* hooks = hooks_;
+  const std::string hex(hex_id);
+  const std::string owner = tenant;
+  // Answered on the request's loop once the moves are committed.
+  auto answer = [this, loop_ptr, hex, owner,
+                 respond](absl::StatusOr<int64_t> moved) {
+    loop_ptr->Post([this, moved, hex, owner, respond] {
+      if (!moved.ok()) {
+        respond(ErrorResponse(Unavailable(moved.status())));
+        return;
+      }
+      respond(GetStatus(hex, owner, &*moved));
+    });
+  };
+  store_->Commit(std::move(batch), /*durable=*/true,
+                 [hooks, id, spec, answer](absl::Status s) {
+                   // Committer thread.
+                   if (!s.ok()) {
+                     answer(s);
+                   } else if (hooks != nullptr) {
+                     hooks->Reschedule(id, spec, answer);
+                   } else {
+                     answer(int64_t{0});
+                   }
                  });
 }
 

@@ -14,6 +14,12 @@
 // durable chunks of upload_chunk_recipients, each announced to the hooks, so
 // sending starts before the upload ends; a bad line answers 400 naming it,
 // and chunks before it stay queued (the message says how many).
+// Reschedule: POST /v1/campaigns/{id}/reschedule (or /v1/messages/{id}/...)
+// with {"send_at", "expires_at" | "expires_in"} (all optional; no send_at or
+// a past one: now) stores the new schedule in the Content record, then the
+// hooks move every queued recipient that is not in flight; 200 with the
+// status and "rescheduled": n only after the moves are committed. A paused
+// campaign stays paused; a cancelled or finished one is 409.
 // Idempotency-Key (POSTs that submit): claim tenant+key in memory (a
 // concurrent duplicate gets 409 "in_progress"), then look up the durable
 // record: same SHA-256(method, path, body) -> the original status and body
@@ -36,6 +42,7 @@
 #define SALVO_API_API_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,10 +53,12 @@
 #include "engine/core/loop.h"
 #include "engine/metrics/registry.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/idempotency_store.h"
 #include "storage/key_codec.h"
 #include "storage/queue_store.h"
+#include "storage/reschedule.h"
 #include "storage/suppression_store.h"
 
 namespace salvo::api {
@@ -67,6 +76,14 @@ class DeliveryHooks {
   // cancel): the engine applies it on every loop.
   virtual void OnContentState(uint64_t content_id,
                               storage::ContentState state) {}
+  // Any thread, after the content record with the new schedule is durable:
+  // move the content's queued entries that are not in flight (each loop its
+  // own shards). `done` (any thread, once) gets the number moved after every
+  // move was committed, or an error. The default moves nothing.
+  virtual void Reschedule(uint64_t content_id, const storage::Reschedule& r,
+                          std::function<void(absl::StatusOr<int64_t>)> done) {
+    done(int64_t{0});
+  }
 };
 
 class Api {
@@ -123,8 +140,9 @@ class Api {
               Responder respond);
   // Loop thread: validates and commits the next chunk of `job`.
   void UploadStep(std::shared_ptr<UploadJob> job);
-  HttpResponse GetStatus(absl::string_view hex_id,
-                         const std::string& tenant);
+  // `rescheduled` (optional) adds "rescheduled": n to the answer.
+  HttpResponse GetStatus(absl::string_view hex_id, const std::string& tenant,
+                         const int64_t* rescheduled = nullptr);
   void AddSuppressions(core::Loop& loop, const HttpRequest& req,
                        const std::string& tenant, Responder respond);
   HttpResponse ListSuppressions(const HttpRequest& req,
@@ -133,6 +151,10 @@ class Api {
   void Control(core::Loop& loop, absl::string_view hex_id,
                absl::string_view action, const std::string& tenant,
                Responder respond);
+  // POST /v1/campaigns/{id}/reschedule, /v1/messages/{id}/reschedule.
+  void Reschedule(core::Loop& loop, const HttpRequest& req,
+                  absl::string_view hex_id, bool transactional,
+                  const std::string& tenant, Responder respond);
   void RemoveSuppression(core::Loop& loop, absl::string_view entry,
                          const std::string& tenant, Responder respond);
   void Unsubscribe(core::Loop& loop, const HttpRequest& req,

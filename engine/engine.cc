@@ -223,6 +223,49 @@ void Engine::OnContentState(uint64_t content_id,
   }
 }
 
+void Engine::Reschedule(uint64_t content_id, const storage::Reschedule& r,
+                        std::function<void(absl::StatusOr<int64_t>)> done) {
+  if (!loops_ || loops_->size() == 0) {
+    done(int64_t{0});
+    return;
+  }
+  struct Gather {
+    std::mutex mu;
+    int remaining;
+    int64_t moved = 0;
+    absl::Status status;
+    std::function<void(absl::StatusOr<int64_t>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->remaining = loops_->size();
+  g->done = std::move(done);
+  auto add = [g](absl::StatusOr<int64_t> n) {
+    std::unique_lock<std::mutex> lock(g->mu);
+    if (n.ok()) {
+      g->moved += *n;
+    } else if (g->status.ok()) {
+      g->status = n.status();
+    }
+    if (--g->remaining > 0) return;
+    lock.unlock();
+    if (g->status.ok()) {
+      g->done(g->moved);
+    } else {
+      g->done(g->status);
+    }
+  };
+  for (int i = 0; i < loops_->size(); ++i) {
+    delivery::DeliveryCore* core = cores_[i].get();
+    if (core == nullptr) {
+      add(int64_t{0});
+      continue;
+    }
+    loops_->at(i).Post([core, content_id, r, add] {
+      core->Reschedule(content_id, r, add);
+    });
+  }
+}
+
 int64_t Engine::InFlight(uint64_t content_id) {
   return in_flight_.Get(content_id);
 }

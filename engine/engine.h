@@ -42,6 +42,10 @@ class Engine : public api::DeliveryHooks {
   // resume rescans, a cancel sweeps the queued entries.
   void OnContentState(uint64_t content_id,
                       storage::ContentState state) override;
+  // Every loop moves the entries of its shards; `done` runs on the loop
+  // that finishes last, with the sum (or the first error).
+  void Reschedule(uint64_t content_id, const storage::Reschedule& r,
+                  std::function<void(absl::StatusOr<int64_t>)> done) override;
 
  private:
   explicit Engine(const config::Config& config) : config_(config) {}

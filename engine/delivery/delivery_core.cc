@@ -187,6 +187,98 @@ void DeliveryCore::SweepCancelled(uint64_t content_id) {
   Flush();
 }
 
+struct DeliveryCore::RescheduleJob {
+  uint64_t content_id = 0;
+  storage::Reschedule spec;
+  std::function<void(absl::StatusOr<int64_t>)> done;
+  int commits = 0;      // chunks handed to the committer, not yet back
+  bool scanned = false; // every owned (shard, lane) was scanned
+  int64_t moved = 0;
+  absl::Status status;
+};
+
+void DeliveryCore::Reschedule(
+    uint64_t content_id, const storage::Reschedule& r,
+    std::function<void(absl::StatusOr<int64_t>)> done) {
+  if (shutting_down_) {
+    done(absl::UnavailableError("shutting down"));
+    return;
+  }
+  auto job = std::make_shared<RescheduleJob>();
+  job->content_id = content_id;
+  job->spec = r;
+  job->done = std::move(done);
+  std::vector<storage::QueueEntry> entries;
+  core::Loop* loop = &loop_;
+  for (uint16_t shard : options_.shards) {
+    for (int l = 0; l < storage::kNumLanes && job->status.ok(); ++l) {
+      const auto lane = static_cast<storage::Lane>(l);
+      // Scan the whole (shard, lane) before committing any of its moves.
+      std::vector<std::pair<storage::StateBatch, std::vector<uint64_t>>> chunks;
+      std::string cursor;
+      do {
+        entries.clear();
+        absl::Status s = store_->ScanDue(shard, lane,
+                                         std::numeric_limits<int64_t>::max(),
+                                         kScanBatch, &cursor, &entries);
+        if (!s.ok()) {
+          job->status = s;
+          break;
+        }
+        for (storage::QueueEntry& e : entries) {
+          if (e.rec.content_id() != content_id) continue;
+          if (!leased_.insert(e.key.id).second) continue;  // in flight
+          if (chunks.empty() || chunks.back().second.size() >= kScanBatch) {
+            chunks.emplace_back();
+          }
+          storage::AddReschedule(r, &e, &chunks.back().first);
+          chunks.back().second.push_back(e.key.id);
+        }
+      } while (entries.size() == kScanBatch);
+      for (auto& [batch, ids] : chunks) {
+        ++job->commits;
+        ++commits_outstanding_;
+        auto moved = std::make_shared<std::vector<uint64_t>>(std::move(ids));
+        store_->Commit(std::move(batch), /*durable=*/true,
+                       [this, loop, job, moved, shard, lane](absl::Status s) {
+                         loop->Post([this, job, moved, shard, lane, s] {
+                           OnRescheduleCommitted(job, *moved, shard, lane, s);
+                         });
+                       });
+      }
+    }
+  }
+  job->scanned = true;
+  if (job->commits == 0) {
+    if (job->status.ok()) {
+      job->done(job->moved);
+    } else {
+      job->done(job->status);
+    }
+  }
+}
+
+void DeliveryCore::OnRescheduleCommitted(
+    const std::shared_ptr<RescheduleJob>& job, const std::vector<uint64_t>& ids,
+    uint16_t shard, storage::Lane lane, const absl::Status& s) {
+  --commits_outstanding_;
+  for (uint64_t id : ids) leased_.erase(id);
+  if (s.ok()) {
+    job->moved += static_cast<int64_t>(ids.size());
+    if (!shutting_down_) Wake(shard, lane, job->spec.due_ms);
+  } else if (job->status.ok()) {
+    job->status = s;
+  }
+  if (--job->commits == 0 && job->scanned) {
+    if (job->status.ok()) {
+      job->done(job->moved);
+    } else {
+      job->done(job->status);
+    }
+  }
+  MaybeFinishShutdown();
+}
+
 void DeliveryCore::Scan() {
   if (shutting_down_) return;
   const int64_t now = clock_.NowMillis();

@@ -35,6 +35,7 @@
 #include "engine/smtp/tls_engine.h"
 #include "engine/sched/retry_schedule.h"
 #include "storage/queue_store.h"
+#include "storage/reschedule.h"
 #include "storage/suppression_store.h"
 
 namespace salvo::delivery {
@@ -86,6 +87,16 @@ class DeliveryCore : public pool::PoolDelegate {
   // A campaign was cancelled: every entry of it in this loop's shards that
   // is not in flight finishes as cancelled now, whatever its due time.
   void SweepCancelled(uint64_t content_id);
+  // Moves every queued entry of the content in this loop's shards that is
+  // not in flight to r.due_ms with its new expiry: one durable StateBatch of
+  // Requeues per chunk, committed per (shard, lane) after that range was
+  // scanned (so a moved entry is never met twice). The moved ids stay in
+  // leased_ until their chunk is committed, so no scan leases an old key.
+  // `done` runs on this loop once every chunk committed: the number moved,
+  // or the first commit error (entries of failed chunks stay where they
+  // were).
+  void Reschedule(uint64_t content_id, const storage::Reschedule& r,
+                  std::function<void(absl::StatusOr<int64_t>)> done);
   // Stops leasing, lets transactions in flight finish (up to
   // shutdown_grace), commits their outcomes, closes every handle, then
   // calls `done`.
@@ -125,6 +136,11 @@ class DeliveryCore : public pool::PoolDelegate {
     storage::Lane lane;
     int64_t new_due_ms;  // for kDeferred / kRequeued, else -1
   };
+
+  struct RescheduleJob;
+  void OnRescheduleCommitted(const std::shared_ptr<RescheduleJob>& job,
+                             const std::vector<uint64_t>& ids, uint16_t shard,
+                             storage::Lane lane, const absl::Status& s);
 
   void Scan();
   void ScheduleScan(uint64_t delay_ms);
