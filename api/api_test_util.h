@@ -4,6 +4,7 @@
 #define SALVO_API_API_TEST_UTIL_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -38,6 +39,25 @@ class FakeHooks : public DeliveryHooks {
     auto it = in_flight_.find(content_id);
     return it == in_flight_.end() ? 0 : it->second;
   }
+  // Records the request and answers `reschedule_answer` (settable).
+  void Reschedule(uint64_t content_id, const storage::Reschedule& r,
+                  std::function<void(absl::StatusOr<int64_t>)> done) override {
+    absl::StatusOr<int64_t> answer;
+    {
+      absl::MutexLock l(&mu_);
+      reschedules_.emplace_back(content_id, r);
+      answer = reschedule_answer_;
+    }
+    done(answer);
+  }
+  void SetRescheduleAnswer(absl::StatusOr<int64_t> a) {
+    absl::MutexLock l(&mu_);
+    reschedule_answer_ = a;
+  }
+  std::vector<std::pair<uint64_t, storage::Reschedule>> reschedules() {
+    absl::MutexLock l(&mu_);
+    return reschedules_;
+  }
   void SetInFlight(uint64_t id, int64_t n) {
     absl::MutexLock l(&mu_);
     in_flight_[id] = n;
@@ -51,6 +71,8 @@ class FakeHooks : public DeliveryHooks {
   absl::Mutex mu_;
   std::vector<Call> calls_;
   absl::flat_hash_map<uint64_t, int64_t> in_flight_;
+  std::vector<std::pair<uint64_t, storage::Reschedule>> reschedules_;
+  absl::StatusOr<int64_t> reschedule_answer_ = int64_t{0};
 };
 
 // An Api over a real QueueStore in $TEST_TMPDIR, a ManualClock, FakeHooks
