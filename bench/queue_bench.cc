@@ -1,43 +1,26 @@
 // Micro-benchmarks of storage::QueueStore on a real RocksDB in a fresh temp
 // directory: enqueue (batches of 1000, durable or not), ScanDue leases of
-// 1000, Delivered+commit and Defer+commit. Reports items/s and heap
-// allocations per item (a global operator new counter; it also sees RocksDB's
-// background threads, so treat it as an upper bound).
+// 1000, Delivered+commit (ack), Defer+commit and Requeue+commit (reschedule,
+// storage/reschedule.h). Reports items/s and heap allocations per operation
+// ("allocs/op", one op = one recipient; bench/alloc_counter.h counts the
+// whole process, RocksDB's background threads included, so treat it as an
+// upper bound).
 #include <stdlib.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "bench/alloc_counter.h"
 #include "benchmark/benchmark.h"
 #include "storage/queue_store.h"
+#include "storage/reschedule.h"
 
 // GCC flags free() in the replaced delete as mismatched; it pairs with the
-// malloc() in the replaced new.
+// malloc() in the replaced new (bench/alloc_counter.h).
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-namespace {
-std::atomic<int64_t> g_allocs{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 namespace salvo::storage {
 namespace {
@@ -99,7 +82,7 @@ void Fill(QueueStore& store, int n) {
 void ReportAllocs(benchmark::State& state, int64_t allocs) {
   const double items = static_cast<double>(state.iterations()) * kBatch;
   state.SetItemsProcessed(static_cast<int64_t>(items));
-  state.counters["allocs/item"] = allocs / items;
+  state.counters["allocs/op"] = allocs / items;
 }
 
 void BM_Enqueue(benchmark::State& state) {
@@ -109,13 +92,13 @@ void BM_Enqueue(benchmark::State& state) {
   for (int i = 0; i < kBatch; ++i) recs.push_back(MakeRecipient(i));
   int64_t allocs = 0;
   for (auto _ : state) {
-    const int64_t before = g_allocs.load();
+    const int64_t before = salvo::bench::Allocations();
     StateBatch b;
     for (const Recipient& rec : recs) {
       b.Enqueue({0, Lane::kBulk, kNow, store->NextId()}, rec);
     }
     if (!store->CommitNow(std::move(b), durable).ok()) std::abort();
-    allocs += g_allocs.load() - before;
+    allocs += salvo::bench::Allocations() - before;
   }
   ReportAllocs(state, allocs);
   state.counters["syncs"] = static_cast<double>(store->syncs());
@@ -129,7 +112,7 @@ void BM_ScanDueLease(benchmark::State& state) {
   std::string cursor;
   int64_t allocs = 0;
   for (auto _ : state) {
-    const int64_t before = g_allocs.load();
+    const int64_t before = salvo::bench::Allocations();
     if (!store->ScanDue(0, Lane::kBulk, kNow, kBatch, &cursor, &out).ok()) {
       std::abort();
     }
@@ -139,16 +122,19 @@ void BM_ScanDueLease(benchmark::State& state) {
         std::abort();
       }
     }
-    allocs += g_allocs.load() - before;
+    allocs += salvo::bench::Allocations() - before;
     benchmark::DoNotOptimize(out.data());
   }
   ReportAllocs(state, allocs);
 }
 BENCHMARK(BM_ScanDueLease)->UseRealTime();
 
-// Leases kBatch entries (untimed), then times building the final or deferred
-// batch and its commit (durable or not).
-template <bool kDefer>
+enum class Move { kDelivered, kDefer, kReschedule };
+
+// Leases kBatch entries (untimed), then times building the final, deferred
+// or rescheduled batch and its commit (durable or not). Moved entries go an
+// hour ahead, out of the leased range.
+template <Move kMove>
 void BM_StateCommit(benchmark::State& state) {
   const bool durable = state.range(0) != 0;
   TempStore store(durable);
@@ -157,7 +143,11 @@ void BM_StateCommit(benchmark::State& state) {
   Outcome outcome;
   outcome.set_at_ms(kNow);
   outcome.set_remote_host("mx1.example.com");
-  outcome.set_reply(kDefer ? "451 4.7.1 try later" : "250 2.0.0 ok");
+  outcome.set_reply(kMove == Move::kDefer ? "451 4.7.1 try later"
+                                         : "250 2.0.0 ok");
+  Reschedule later;
+  later.due_ms = kNow + 3'600'000;
+  later.expires_after_ms = 72 * 3'600'000ll;
   int64_t allocs = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -172,28 +162,36 @@ void BM_StateCommit(benchmark::State& state) {
       }
     }
     state.ResumeTiming();
-    const int64_t before = g_allocs.load();
+    const int64_t before = salvo::bench::Allocations();
     StateBatch b;
-    for (const QueueEntry& e : leased) {
-      if (kDefer) {
+    for (QueueEntry& e : leased) {
+      if (kMove == Move::kDefer) {
         b.Defer(e.key, e.rec, kNow + 3'600'000, outcome);
+      } else if (kMove == Move::kReschedule) {
+        AddReschedule(later, &e, &b);
       } else {
         b.Delivered(e.key, e.rec, outcome);
       }
     }
     if (!store->CommitNow(std::move(b), durable).ok()) std::abort();
-    allocs += g_allocs.load() - before;
+    allocs += salvo::bench::Allocations() - before;
   }
   ReportAllocs(state, allocs);
 }
-BENCHMARK(BM_StateCommit<false>)
+BENCHMARK(BM_StateCommit<Move::kDelivered>)
     ->Name("BM_DeliveredCommit")
     ->ArgName("durable")
     ->Arg(0)
     ->Arg(1)
     ->UseRealTime();
-BENCHMARK(BM_StateCommit<true>)
+BENCHMARK(BM_StateCommit<Move::kDefer>)
     ->Name("BM_DeferCommit")
+    ->ArgName("durable")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime();
+BENCHMARK(BM_StateCommit<Move::kReschedule>)
+    ->Name("BM_RescheduleCommit")
     ->ArgName("durable")
     ->Arg(0)
     ->Arg(1)
