@@ -4,7 +4,7 @@
 BAZEL ?= bazel
 PY := /usr/bin/python3
 
-.PHONY: deps build test demo bench bench-micro fuzz clean
+.PHONY: deps build test demo bench bench-scale bench-micro fuzz clean
 
 deps:
 	@deploy/install-deps.sh
@@ -24,6 +24,13 @@ demo: deps
 bench: deps
 	$(BAZEL) build //engine:salvo
 	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/e2e_bench.py --recipients $${N:-100000} --domains $${D:-50}
+
+# Scale benchmark: N (default 10,000,000) recipients queued at once: max RSS,
+# delivery rate against a 100,000 queue, kill -9 restart to first delivery.
+# Needs about 3 GB of disk under $$TMPDIR for 10M.
+bench-scale: deps
+	$(BAZEL) build //engine:salvo
+	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/scale_bench.py --recipients $${N:-10000000} --domains $${D:-50}
 
 bench-micro: deps
 	$(BAZEL) run //bench:queue_bench

@@ -58,7 +58,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   auto store = storage::QueueStore::Open(so);
   if (!store.ok()) return store.status();
   e->store_ = *std::move(store);
-  e->contents_ = std::make_unique<delivery::ContentCache>(e->store_.get());
+  e->contents_ = std::make_unique<delivery::ContentCache>(
+      e->store_.get(), static_cast<size_t>(config.content_cache_entries));
   e->suppressions_ =
       std::make_unique<storage::SuppressionStore>(e->store_.get());
   e->api_ = std::make_unique<api::Api>(e->config_, e->store_.get(), e.get(),
@@ -271,8 +272,8 @@ int64_t Engine::InFlight(uint64_t content_id) {
 }
 
 void Engine::StatsLoop() {
-  // Queue depth per loop, counted off the loops so counting never stalls
-  // delivery.
+  // Queue depth per loop from the exact per-lane counters (two point reads
+  // per shard), read off the loops so it never stalls delivery.
   std::vector<metrics::Gauge*> gauges;
   for (int i = 0; i < loops_->size(); ++i) {
     gauges.push_back(metrics::Registry::Default().GetGauge(
@@ -290,7 +291,7 @@ void Engine::StatsLoop() {
     lock.unlock();
     std::vector<int64_t> depth(loops_->size(), 0);
     for (int shard = 0; shard < store_->num_shards(); ++shard) {
-      auto n = store_->CountQueued(static_cast<uint16_t>(shard));
+      auto n = store_->QueueDepth(static_cast<uint16_t>(shard));
       if (n.ok()) depth[shard % loops_->size()] += *n;
     }
     for (size_t i = 0; i < gauges.size(); ++i) gauges[i]->Set(depth[i]);

@@ -29,6 +29,7 @@
 #include "rocksdb/cache.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
 #include "rocksdb/write_batch.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace salvo::storage {
 namespace {
@@ -36,6 +37,19 @@ namespace {
 constexpr char kMetaNumShardsKey[] = "Mnum_shards";
 // Time of the last recovery from a write failure (int64 LE ms).
 constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
+// Present once the 'D' depth counters cover every queue entry.
+constexpr char kMetaDepthKey[] = "Mdepth_counters";
+constexpr size_t kDepthKeySize = 4;
+
+// 'D' shard:u16 lane:u8: the depth counter of a lane.
+rocksdb::Slice DepthKeySlice(uint16_t shard, uint8_t lane,
+                             char buf[kDepthKeySize]) {
+  buf[0] = 'D';
+  buf[1] = static_cast<char>(shard >> 8);
+  buf[2] = static_cast<char>(shard);
+  buf[3] = static_cast<char>(lane);
+  return rocksdb::Slice(buf, kDepthKeySize);
+}
 
 // Key of the lane after (shard, lane): the exclusive end of a lane scan.
 std::string PrefixEnd(std::string prefix) {
@@ -183,6 +197,11 @@ void StateBatch::Count(uint64_t content_id, Counter c, int64_t delta) {
   deltas_[{content_id, static_cast<uint8_t>(c)}] += delta;
 }
 
+void StateBatch::CountDepth(const QueueKey& key, int64_t delta) {
+  depth_deltas_[(static_cast<uint32_t>(key.shard) << 8) |
+                static_cast<uint32_t>(key.lane)] += delta;
+}
+
 void StateBatch::PutContent(const Content& content) {
   std::string& value = Scratch();
   content.SerializeToString(&value);
@@ -196,6 +215,7 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
   rec.SerializeToString(&value);
   batch_->Put(QueueKeySlice(key, kbuf), value);
   Count(rec.content_id(), Counter::kAccepted, 1);
+  CountDepth(key, 1);
   ++ops_;
 }
 
@@ -229,6 +249,7 @@ void StateBatch::Final(const QueueKey& key, const Recipient& rec,
   batch_->Delete(QueueKeySlice(key, kbuf));
   PutOutcome(batch_.get(), key, rec, o, state);
   Count(rec.content_id(), counter, 1);
+  CountDepth(key, -1);
   if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
   ++ops_;
 }
@@ -311,6 +332,16 @@ rocksdb::WriteBatch* StateBatch::Finish() {
     batch_->Merge(CounterKey(k.first, k.second), rocksdb::Slice(buf, 8));
   }
   deltas_.clear();
+  for (const auto& [k, delta] : depth_deltas_) {
+    if (delta == 0) continue;
+    char buf[8];
+    EncodeInt64Le(delta, buf);
+    char kbuf[kDepthKeySize];
+    batch_->Merge(DepthKeySlice(static_cast<uint16_t>(k >> 8),
+                                static_cast<uint8_t>(k & 0xff), kbuf),
+                  rocksdb::Slice(buf, 8));
+  }
+  depth_deltas_.clear();
   return batch_.get();
 }
 
@@ -510,6 +541,51 @@ struct QueueStore::Committer {
 
 // ---------------------------------------------------------------- QueueStore
 
+namespace {
+
+// A store written before the 'D' counters existed: count its queue once
+// (O(entries), only on the first open by this version) and set the counters
+// and the marker in one synced batch. New stores get the marker at once.
+absl::Status InitDepthCounters(rocksdb::DB* db) {
+  std::string marker;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), kMetaDepthKey, &marker);
+  if (s.ok()) return absl::OkStatus();
+  if (!s.IsNotFound()) return ToAbsl(s, "read depth marker");
+  absl::flat_hash_map<uint32_t, int64_t> depth;
+  const std::string start = "Q";
+  const std::string end = "R";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.size() != kQueueKeySize) continue;
+    const uint32_t lane_id =
+        (static_cast<uint32_t>(static_cast<unsigned char>(k[1])) << 16 |
+         static_cast<uint32_t>(static_cast<unsigned char>(k[2])) << 8 |
+         static_cast<uint32_t>(static_cast<unsigned char>(k[3])));
+    ++depth[lane_id];
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "count queue");
+  rocksdb::WriteBatch batch;
+  for (const auto& [lane_id, n] : depth) {
+    char kbuf[kDepthKeySize];
+    char vbuf[8];
+    EncodeInt64Le(n, vbuf);
+    batch.Put(DepthKeySlice(static_cast<uint16_t>(lane_id >> 8),
+                            static_cast<uint8_t>(lane_id & 0xff), kbuf),
+              rocksdb::Slice(vbuf, 8));
+  }
+  batch.Put(kMetaDepthKey, "1");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return ToAbsl(db->Write(wo, &batch), "write depth counters");
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
     const Options& o) {
   if (o.num_shards < 1 || o.num_shards > 65536) {
@@ -521,6 +597,7 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   if (o.env != nullptr) options.env = o.env;
   options.info_log = PlainFileLogger::Open(o.path);
   options.write_buffer_size = o.write_buffer_bytes;
+  options.max_write_buffer_number = 3;
   options.compression = rocksdb::kLZ4Compression;
   options.merge_operator = std::make_shared<Int64AddOperator>();
   // A state batch alternates between key families ('Q' lane, 'O' outcomes of
@@ -530,8 +607,16 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   options.memtable_insert_with_hint_prefix_extractor.reset(
       rocksdb::NewFixedPrefixTransform(4));
   options.allow_concurrent_memtable_write = false;
+  // One memory budget: memtables are charged to the block cache, and index
+  // and filter blocks live in it (pinned for L0) instead of growing with the
+  // number of keys outside any limit.
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
+  table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+      o.memtable_budget_bytes, table.block_cache);
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   // A queue deletes from its front: compact files dense with tombstones so
   // that scans from the start of a lane do not wade through them.
@@ -559,6 +644,9 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
         " shards; Open asked for ", o.num_shards,
         " (the shard count is fixed at creation)"));
   }
+
+  absl::Status depth = InitDepthCounters(db.get());
+  if (!depth.ok()) return depth;
 
   std::unique_ptr<QueueStore> store(new QueueStore());
   store->num_shards_ = o.num_shards;
@@ -770,6 +858,20 @@ absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {
   for (it->Seek(start); it->Valid(); it->Next()) ++n;
   if (!it->status().ok()) return ToAbsl(it->status(), "count queued");
   return n;
+}
+
+absl::StatusOr<int64_t> QueueStore::QueueDepth(uint16_t shard) {
+  int64_t total = 0;
+  for (uint8_t lane = 0; lane < kNumLanes; ++lane) {
+    char kbuf[kDepthKeySize];
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(),
+                                 DepthKeySlice(shard, lane, kbuf), &value);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return ToAbsl(s, "queue depth");
+    total += DecodeInt64Le(value);
+  }
+  return total;
 }
 
 int64_t QueueStore::syncs() const {

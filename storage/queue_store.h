@@ -7,6 +7,8 @@
 //   'O' content_id:u64 id:u64                -> Outcome     (latest outcome)
 //   'S' tenant_len:u8 tenant folded_entry    -> suppression entry
 //   'X' content_id:u64                       -> ContentState (1 byte)
+//   'D' shard:u16 lane:u8                    -> int64 (merge-add: entries
+//                                               queued in the lane)
 //                                      (storage/suppression_store.h)
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
@@ -120,11 +122,15 @@ class StateBatch {
 
  private:
   void Count(uint64_t content_id, Counter c, int64_t delta);
+  // Queue depth of (shard, lane): +1 on Enqueue, -1 on a final state;
+  // Defer/Requeue keep the lane and so the count.
+  void CountDepth(const QueueKey& key, int64_t delta);
   // Delete the entry, record the outcome, count the final state.
   void Final(const QueueKey& key, const Recipient& rec, const Outcome& o,
              Outcome::State state, Counter counter);
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   absl::flat_hash_map<std::pair<uint64_t, uint8_t>, int64_t> deltas_;
+  absl::flat_hash_map<uint32_t, int64_t> depth_deltas_;  // shard << 8 | lane
   size_t ops_ = 0;
 };
 
@@ -135,10 +141,16 @@ class QueueStore {
     int num_shards = 64;
     // false: never fsync (benchmarks of the non-durable case only).
     bool sync = true;
-    size_t block_cache_bytes = 64 << 20;
-    // Memtable size. After a disk-full error RocksDB resumes writes only once
-    // this much space is free again (its SstFileManager polls every 5 s).
-    size_t write_buffer_bytes = 64 << 20;
+    // Memory bound: the block cache holds data, index and filter blocks and
+    // is also charged for the memtables (a WriteBufferManager), so RocksDB's
+    // resident memory stays near block_cache_bytes whatever the queue size.
+    size_t block_cache_bytes = 128 << 20;
+    // Memtable size (at most 3 of them, all together at most
+    // memtable_budget_bytes). After a disk-full error RocksDB resumes writes
+    // only once this much space is free again (its SstFileManager polls
+    // every 5 s).
+    size_t write_buffer_bytes = 32 << 20;
+    size_t memtable_budget_bytes = 64 << 20;
     // Shed writes (healthy() false, Unavailable "disk full") while the file
     // system under `path` has less free space than this, checked at most
     // every kRecoveryIntervalMs; 0 disables. Keeps ENOSPC away from RocksDB
@@ -189,6 +201,9 @@ class QueueStore {
                                                     uint64_t id);
   // Number of queue entries in a shard (all lanes); O(entries). For tools.
   absl::StatusOr<int64_t> CountQueued(uint16_t shard);
+  // Exact number of queue entries in a shard (all lanes) from the 'D'
+  // counters kept in every state batch: two point reads. Any thread.
+  absl::StatusOr<int64_t> QueueDepth(uint16_t shard);
 
   // Group-commit figures since Open: WAL syncs done and batches committed.
   int64_t syncs() const;

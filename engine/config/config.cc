@@ -268,6 +268,8 @@ const std::vector<Key>& Keys() {
        Int(&Config::max_in_flight_per_loop, 1, "a positive integer")},
       {"delivery", "max_ready_per_domain",
        Int(&Config::max_ready_per_domain, 1, "a positive integer")},
+      {"delivery", "content_cache_entries",
+       Int(&Config::content_cache_entries, 1, "a positive integer")},
       {"retry", "initial", Duration(&Config::retry_initial)},
       {"retry", "max", Duration(&Config::retry_max)},
       {"retry", "multiplier",

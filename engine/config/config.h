@@ -73,6 +73,8 @@ struct Config {
   absl::Duration data_end_timeout = absl::Minutes(10);
   int max_in_flight_per_loop = 20000;   // recipients leased into memory
   int max_ready_per_domain = 5000;
+  // Compiled contents kept in memory (least recently used goes first).
+  int content_cache_entries = 10000;
 
   // [retry]
   absl::Duration retry_initial = absl::Minutes(1);
