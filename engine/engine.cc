@@ -55,6 +55,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   so.num_shards = config.shards;
   so.sync = config.spool_sync;
   so.min_free_bytes = config.spool_min_free_bytes;
+  so.unsynced_sync_ms = static_cast<int>(
+      absl::ToInt64Milliseconds(config.outcome_sync_interval));
   auto store = storage::QueueStore::Open(so);
   if (!store.ok()) return store.status();
   e->store_ = *std::move(store);

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/iterator.h"
@@ -193,6 +194,12 @@ StateBatch::~StateBatch() = default;
 StateBatch::StateBatch(StateBatch&&) noexcept = default;
 StateBatch& StateBatch::operator=(StateBatch&&) noexcept = default;
 
+void StateBatch::Clear() {
+  batch_->Clear();
+  deltas_.clear();
+  ops_ = 0;
+}
+
 void StateBatch::Count(uint64_t content_id, Counter c, int64_t delta) {
   deltas_[{content_id, static_cast<uint8_t>(c)}] += delta;
 }
@@ -355,11 +362,12 @@ struct QueueStore::Committer {
   };
 
   Committer(rocksdb::DB* db, bool sync, std::string path,
-            uint64_t min_free_bytes)
+            uint64_t min_free_bytes, int unsynced_sync_ms)
       : db(db),
         sync(sync),
         path(std::move(path)),
-        min_free_bytes(min_free_bytes) {
+        min_free_bytes(min_free_bytes),
+        unsynced_sync_ms(sync ? unsynced_sync_ms : 0) {
     thread = std::thread([this] { Run(); });
   }
 
@@ -387,17 +395,34 @@ struct QueueStore::Committer {
       {
         std::unique_lock<std::mutex> lock(mu);
         auto ready = [this] { return stop || !pending.empty(); };
-        if (healthy.load(std::memory_order_relaxed) && min_free_bytes == 0) {
-          cv.wait(lock, ready);
+        // Unsynced writes: wake up when their sync is due.
+        const bool sync_due_later = unsynced_sync_ms > 0 && db_ok &&
+                                    unsynced.load(std::memory_order_acquire);
+        if (healthy.load(std::memory_order_relaxed) && min_free_bytes == 0 &&
+            !sync_due_later) {
+          cv.wait(lock, [&] {
+            return ready() || (unsynced_sync_ms > 0 &&
+                               unsynced.load(std::memory_order_acquire));
+          });
         } else {
           // Wake up to re-check space and retry recovery even when nobody
           // submits, so healthy() stays current for ingress.
-          cv.wait_for(lock,
-                      std::chrono::milliseconds(kRecoveryIntervalMs), ready);
+          auto wake = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(kRecoveryIntervalMs);
+          if (sync_due_later) wake = std::min(wake, next_unsynced_sync);
+          cv.wait_until(lock, wake, ready);
         }
-        if (stop && pending.empty()) return;  // stop requested and drained
+        if (stop && pending.empty()) {  // stop requested and drained
+          lock.unlock();
+          if (db_ok && unsynced_sync_ms > 0 &&
+              unsynced.load(std::memory_order_acquire)) {
+            SyncGated().PermitUncheckedError();
+          }
+          return;
+        }
         group.swap(pending);
       }
+      TakeDirectFailure();
       CheckSpace();
       if (!db_ok) MaybeRecover();
       healthy.store(db_ok && space_ok, std::memory_order_release);
@@ -410,6 +435,7 @@ struct QueueStore::Committer {
       } else {
         WriteGroup(group, &results);
       }
+      MaybeSyncUnsynced();
       commits.fetch_add(static_cast<int64_t>(group.size()),
                         std::memory_order_relaxed);
       for (size_t i = 0; i < group.size(); ++i) {
@@ -438,16 +464,14 @@ struct QueueStore::Committer {
       }
       results->push_back(ToAbsl(s, "queue write"));
       if (s.ok() && p.durable && sync) need_sync = true;
+      if (s.ok() && !p.durable) MarkUnsynced();
     }
     if (!need_sync) return;
     // After a failed WAL append RocksDB must not be asked to sync that WAL
     // (Debian's librocksdb asserts in WritableFileWriter::SyncWithoutFlush):
     // the batches written before the failure are then not durable.
     rocksdb::Status rs = failed;
-    if (rs.ok()) {
-      rs = db->SyncWAL();
-      syncs.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (rs.ok()) rs = SyncGated();
     if (rs.ok()) return;
     // A failed fsync may have dropped dirty WAL pages: nothing written after
     // it may be acknowledged until recovery has flushed the memtable and
@@ -457,6 +481,92 @@ struct QueueStore::Committer {
     for (size_t i = 0; i < group.size(); ++i) {
       if (group[i].durable && (*results)[i].ok()) (*results)[i] = not_synced;
     }
+  }
+
+  // Committer thread. Syncs the WAL with no WriteUnsynced in progress (so
+  // none can fail on the WAL while it is synced), unless one has failed.
+  rocksdb::Status SyncGated() {
+    absl::MutexLock g(&gate);
+    if (direct_failed.load(std::memory_order_acquire)) {
+      return rocksdb::Status::IOError("an unsynced write failed");
+    }
+    // Writes from now on are after this sync.
+    unsynced.store(false, std::memory_order_release);
+    next_unsynced_sync = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(unsynced_sync_ms);
+    rocksdb::Status s = db->SyncWAL();
+    syncs.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  // Committer thread: the interval's sync of unsynced writes, when due.
+  void MaybeSyncUnsynced() {
+    if (unsynced_sync_ms <= 0 || !db_ok ||
+        !unsynced.load(std::memory_order_acquire) ||
+        std::chrono::steady_clock::now() < next_unsynced_sync) {
+      return;
+    }
+    rocksdb::Status rs = SyncGated();
+    if (!rs.ok()) MarkUnhealthy(rs);
+  }
+
+  // Any thread, after a successful non-durable write.
+  void MarkUnsynced() {
+    if (unsynced_sync_ms <= 0 ||
+        unsynced.exchange(true, std::memory_order_acq_rel)) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu);  // no lost wake-up
+    cv.notify_one();
+  }
+
+  // Loop threads (QueueStore::WriteUnsynced).
+  absl::Status WriteDirect(StateBatch& batch) {
+    if (!gate.ReaderTryLock()) {
+      return absl::UnavailableError("queue store busy (sync or recovery)");
+    }
+    absl::Status result;
+    if (!healthy.load(std::memory_order_acquire) ||
+        direct_failed.load(std::memory_order_acquire)) {
+      result = absl::UnavailableError("queue store unhealthy");
+    } else {
+      rocksdb::WriteOptions wo;
+      wo.sync = false;
+      wo.no_slowdown = true;  // never stall a loop: Incomplete instead
+      rocksdb::Status s = db->Write(wo, batch.Finish());
+      if (s.ok()) {
+        unsynced_writes.fetch_add(1, std::memory_order_relaxed);
+      } else if (s.IsIncomplete()) {
+        result = absl::UnavailableError("queue write would stall");
+      } else {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          direct_error = s.ToString();
+        }
+        direct_failed.store(true, std::memory_order_release);
+        healthy.store(false, std::memory_order_release);
+        result = ToAbsl(s, "queue write");
+      }
+    }
+    gate.ReaderUnlock();
+    if (result.ok()) {
+      MarkUnsynced();
+    } else if (!absl::IsUnavailable(result)) {
+      cv.notify_one();  // the committer takes over recovery
+    }
+    return result;
+  }
+
+  // Committer thread: a failed WriteUnsynced latches like a failed commit.
+  void TakeDirectFailure() {
+    if (!direct_failed.load(std::memory_order_acquire)) return;
+    std::string error;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      error.swap(direct_error);
+    }
+    direct_failed.store(false, std::memory_order_release);
+    MarkUnhealthy(rocksdb::Status::IOError(error));
   }
 
   void MarkUnhealthy(const rocksdb::Status& s) {
@@ -497,6 +607,7 @@ struct QueueStore::Committer {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_recovery) return;
     next_recovery = now + std::chrono::milliseconds(kRecoveryIntervalMs);
+    absl::MutexLock g(&gate);  // no WriteUnsynced until the fresh WAL
     rocksdb::Status s = db->Resume();
     if (s.ok()) {
       rocksdb::WriteOptions no_wal;
@@ -521,6 +632,14 @@ struct QueueStore::Committer {
   const bool sync;
   const std::string path;
   const uint64_t min_free_bytes;
+  const int unsynced_sync_ms;  // 0: no interval syncs
+  // WriteUnsynced holds it shared (try-lock only); the committer holds it
+  // exclusively while it syncs the WAL or recovers.
+  absl::Mutex gate;
+  std::atomic<bool> unsynced{false};  // non-durable writes since the sync
+  std::atomic<bool> direct_failed{false};
+  std::atomic<int64_t> unsynced_writes{0};
+  std::string direct_error;  // guarded by mu
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Pending> pending;  // guarded by mu
@@ -536,6 +655,7 @@ struct QueueStore::Committer {
   std::string space_error;
   std::chrono::steady_clock::time_point next_recovery;
   std::chrono::steady_clock::time_point next_space_check;
+  std::chrono::steady_clock::time_point next_unsynced_sync;
   std::thread thread;
 };
 
@@ -656,7 +776,7 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   store->last_id_.store(static_cast<uint64_t>(now_ms) << 20);
   store->db_ = std::move(db);
   store->committer_ = std::make_unique<Committer>(
-      store->db_.get(), o.sync, o.path, o.min_free_bytes);
+      store->db_.get(), o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms);
   return store;
 }
 
@@ -693,6 +813,14 @@ uint64_t QueueStore::NextId() {
 void QueueStore::Commit(StateBatch batch, bool durable,
                         std::function<void(absl::Status)> done) {
   committer_->Submit({std::move(batch), durable, std::move(done)});
+}
+
+absl::Status QueueStore::WriteUnsynced(StateBatch& batch) {
+  return committer_->WriteDirect(batch);
+}
+
+int64_t QueueStore::unsynced_writes() const {
+  return committer_->unsynced_writes.load(std::memory_order_relaxed);
 }
 
 absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {

@@ -17,6 +17,11 @@
 // no I/O) and handed to Commit(). One committer thread writes the batches and,
 // when any of them asked for durability, syncs the WAL once for the whole
 // group (group commit); then it runs the callbacks on its own thread.
+// WriteUnsynced() is the short path for outcomes: the calling (loop) thread
+// writes its batch at once (WAL append, no fsync), and the committer syncs
+// the WAL within Options::unsynced_sync_ms of such a write. A kill -9 keeps
+// every completed write; a power cut may drop the last interval's unsynced
+// writes.
 // Disk full: free space below Options::min_free_bytes, or a failed write or
 // sync, latches healthy() to false; while
 // unhealthy the committer fails new batches at once (Unavailable, naming the
@@ -117,6 +122,8 @@ class StateBatch {
 
   size_t size() const { return ops_; }
   bool empty() const { return ops_ == 0; }
+  // Empties the batch for reuse (keeps its buffers).
+  void Clear();
   // Emits the counter merges; called by QueueStore::Commit.
   rocksdb::WriteBatch* Finish();
 
@@ -157,6 +164,10 @@ class QueueStore {
     // (see queue_store.cc: a WAL append that fails right after a memtable
     // switch leaves RocksDB 7.8 unable to write again without a reopen).
     uint64_t min_free_bytes = 256ull << 20;
+    // Writes not asked to be durable (WriteUnsynced, Commit(durable=false))
+    // reach the disk (WAL fsync) at most this long after they were written.
+    // 0: only when a durable commit syncs anyway. Ignored when !sync.
+    int unsynced_sync_ms = 50;
     // Test hook: the Env (file system) under the store, e.g. a
     // PowerLossFileSystem (storage/fault_env.h). nullptr: the default Env.
     // Must outlive the store.
@@ -179,6 +190,14 @@ class QueueStore {
   // written, and after the WAL is synced when `durable` (and Options::sync).
   void Commit(StateBatch batch, bool durable,
               std::function<void(absl::Status)> done);
+  // Any thread; meant for loop threads. Writes `batch` now, without fsync
+  // (see unsynced_sync_ms) and without ever waiting: while the store is
+  // unhealthy, syncing or recovering, or when RocksDB would stall the write,
+  // returns Unavailable and leaves `batch` as it was, to be handed to
+  // Commit(). A failed write latches healthy() false as in Commit().
+  [[nodiscard]] absl::Status WriteUnsynced(StateBatch& batch);
+  // Writes through WriteUnsynced since Open (for tests and metrics).
+  int64_t unsynced_writes() const;
   // Blocking convenience for tools and tests. Not from a commit callback
   // (FailedPrecondition): use Commit() there.
   [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);

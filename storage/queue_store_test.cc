@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -154,6 +155,53 @@ TEST_F(QueueStoreTest, ScanDueHonoursDueCursorAndMax) {
   EXPECT_EQ(*store_->CountQueued(1), 6);
   EXPECT_EQ(*store_->CountQueued(2), 1);
   EXPECT_EQ(*store_->CountQueued(0), 0);
+}
+
+// Outcomes written from a loop thread: visible at once, counted, and synced
+// by the committer within unsynced_sync_ms (default 50 ms) without anyone
+// asking; kept across a reopen.
+TEST_F(QueueStoreTest, WriteUnsyncedIsVisibleAtOnceAndSyncedSoonAfter) {
+  StateBatch enq;
+  for (int i = 0; i < 3; ++i) {
+    enq.Enqueue(QueueKey{0, Lane::kBulk, kNow, store_->NextId()},
+                MakeRecipient("w" + std::to_string(i) + "@d.com"));
+  }
+  ASSERT_TRUE(store_->CommitNow(std::move(enq), true).ok());
+  auto leased = ScanAll(*store_, 0, Lane::kBulk, kNow);
+  ASSERT_EQ(leased.size(), 3u);
+  const int64_t syncs_before = store_->syncs();
+
+  StateBatch b;
+  b.Delivered(leased[0].key, leased[0].rec, MakeOutcome("250 ok", "mx1"));
+  b.Defer(leased[1].key, leased[1].rec, kNow + 100,
+          MakeOutcome("451 later", "mx1"));
+  ASSERT_TRUE(store_->WriteUnsynced(b).ok());
+  b.Clear();
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(store_->unsynced_writes(), 1);
+  ExpectCounts(*store_, 3, 1, 0, 0, 1);
+  EXPECT_EQ(ScanAll(*store_, 0, Lane::kBulk, kNow).size(), 1u);
+
+  // The interval sync happens on its own (bounded wait, not a speed check).
+  for (int i = 0; i < 500 && store_->syncs() == syncs_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(store_->syncs(), syncs_before);
+
+  // A reused batch after Clear() writes only its new contents.
+  b.Bounced(leased[2].key, leased[2].rec, MakeOutcome("550 no", "mx1"));
+  // Unavailable while the committer holds the store for a sync: retry.
+  absl::Status written = store_->WriteUnsynced(b);
+  for (int i = 0; i < 100 && absl::IsUnavailable(written); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    written = store_->WriteUnsynced(b);
+  }
+  ASSERT_TRUE(written.ok()) << written;
+  store_.reset();
+  store_ = OpenOrDie(path_);
+  ASSERT_NE(store_, nullptr);
+  ExpectCounts(*store_, 3, 1, 1, 0, 1);
+  EXPECT_TRUE(ScanAll(*store_, 0, Lane::kBulk, kNow).empty());
 }
 
 TEST_F(QueueStoreTest, LifecycleCountsAreExact) {

@@ -32,14 +32,15 @@ TEMPFAIL_PERCENT = 5  # first-attempt 451s at the sinks
 BODY_BYTES = 300
 CONNECTIONS = 16      # delivery.max_connections_per_host (per loop)
 ZONE = "salvo.test"
-# A kill duplicates what the sinks accepted but salvo had not yet committed:
-# transactions in flight plus outcomes in the 5 ms batch (DeliveryCore) and
-# in the committer queue. Measured 906-1641 in all (45-82 per kill on
-# average, up to 498 for one kill soon after a restart) on 2 loaded cores,
-# at max_connections_per_host 2, 4 and 16 alike. The issue's target of N/1000
-# in all is not met by the engine yet (printed when missed); this bound still
-# fails if outcomes were lost or re-sent wholesale after a restart.
-MAX_DUPLICATES_PER_KILL = 250
+# A kill duplicates what the sinks accepted but salvo had not yet written.
+# Outcomes are written to RocksDB at the end of the loop iteration that read
+# the reply (DeliveryCore::OnIterationEnd), so what is left is mostly the
+# reply path itself: transactions the sinks accepted after, or just before,
+# the kill (accepted_across_kill), and 250s not yet read on loaded cores.
+# Measured 368 in all (2,368 with the old 5 ms committer batches) on 2 cores
+# at load 10. The issue's target of N/1000 is not met on such a machine yet
+# (printed when missed); this bound fails if outcome writes lag again.
+MAX_DUPLICATES_PER_KILL = 40
 DUPLICATE_TARGET = N // 1000
 
 
@@ -63,6 +64,30 @@ def duplicates_per_kill(sinks, marks):
                                                 if m[j] < end)
                 offset = end
     return result
+
+
+def duplicates_at_kill(sinks, pre_marks, marks):
+    """Duplicates whose first acceptance the sinks logged between the moment
+    just before a kill and 0.2 s after it: transactions salvo had sent whose
+    250 it had not read (or not yet written) when it died. A diagnostic."""
+    total = 0
+    for j, sink in enumerate(sinks):
+        windows = [(p[j], m[j]) for p, m in zip(pre_marks, marks)]
+        first = {}
+        offset = 0
+        with open(sink.log_path, "rb") as f:
+            for line in f:
+                if not line.startswith(b"!"):
+                    for address in line.split():
+                        if address in first:
+                            first[address][1] += 1
+                        else:
+                            first[address] = [offset, 0]
+                offset += len(line)
+        for at, extra in first.values():
+            if extra and any(lo <= at < hi for lo, hi in windows):
+                total += extra
+    return total
 
 
 class KillRestartTest(unittest.TestCase):
@@ -121,6 +146,7 @@ class KillRestartTest(unittest.TestCase):
                                 for _ in range(KILLS))
             killed_at = []
             marks = []  # per kill: each sink's log size just after it
+            pre_marks = []  # per kill: each sink's log size just before it
             for k, threshold in enumerate(thresholds):
                 deadline = time.monotonic() + 120
                 while last["delivered"] < threshold:
@@ -134,8 +160,11 @@ class KillRestartTest(unittest.TestCase):
                 c = s.counts(cid)
                 self.check_counts(c, last, f"at kill {k}")
                 last = c
+                pre_marks.append([os.path.getsize(x.log_path) for x in sinks])
                 s.kill9()
                 killed_at.append(last["delivered"])
+                # Let the sinks finish what salvo sent before it died.
+                time.sleep(0.2)
                 marks.append([os.path.getsize(x.log_path) for x in sinks])
                 s = start()
                 c = s.counts(cid)
@@ -164,6 +193,7 @@ class KillRestartTest(unittest.TestCase):
             self.assertEqual(set(counts) - want, set())
             duplicates = sum(n - 1 for n in counts.values())
             per_kill = duplicates_per_kill(sinks, marks)
+            at_kill = duplicates_at_kill(sinks, pre_marks, marks)
             # The 451s happened, to the addresses the hash chose.
             expect_refused = {a for a in want if zlib.crc32(a.encode())
                               % 10000 < TEMPFAIL_PERCENT * 100}
@@ -173,6 +203,7 @@ class KillRestartTest(unittest.TestCase):
                   f"{killed_at} submit={submit_s:.1f}s tempfailed="
                   f"{len(refused)} duplicates={duplicates} "
                   f"({100.0 * duplicates / N:.3f}%) per kill={per_kill} "
+                  f"accepted_across_kill={at_kill} "
                   f"total={elapsed:.1f}s")
             if duplicates > DUPLICATE_TARGET:
                 print(f"kill_restart: {duplicates} duplicates exceed the "

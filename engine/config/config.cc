@@ -243,6 +243,8 @@ const std::vector<Key>& Keys() {
        IntRange(&Config::shards, 1, 4096, "an integer in 1..4096")},
       {"spool", "sync", Bool(&Config::spool_sync)},
       {"spool", "min_free_bytes", Int64(&Config::spool_min_free_bytes)},
+      {"spool", "outcome_sync_interval",
+       Duration(&Config::outcome_sync_interval)},
       {"limits", "max_request_bytes", Int64(&Config::max_request_bytes)},
       {"limits", "max_message_bytes", Int64(&Config::max_message_bytes)},
       {"limits", "max_recipients_per_message",

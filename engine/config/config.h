@@ -49,6 +49,8 @@ struct Config {
   bool spool_sync = true;  // fsync the WAL before acknowledging
   // Refuse intake (503) while the spool's disk has less free than this.
   int64_t spool_min_free_bytes = 64 << 20;
+  // Outcomes are written at once without fsync; the WAL is synced this soon.
+  absl::Duration outcome_sync_interval = absl::Milliseconds(50);
 
   // [limits]
   int64_t max_request_bytes = 256 << 20;

@@ -24,6 +24,7 @@ namespace {
 const std::vector<std::string> kKeys = {
     "server.http_listen", "server.loops", "server.hostname",
     "spool.path", "spool.shards", "spool.sync", "spool.min_free_bytes",
+    "spool.outcome_sync_interval",
     "tls.policy", "tls.fallback_ttl", "hygiene.unsubscribe_secret",
     "hygiene.unsubscribe_base_url", "hygiene.unsubscribe_mailto_domain",
     "hygiene.bounce_domain",
@@ -61,6 +62,7 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"shards", absl::StrCat(c.shards)},
       {"spool_sync", absl::StrCat(c.spool_sync)},
       {"spool_min_free_bytes", absl::StrCat(c.spool_min_free_bytes)},
+      {"outcome_sync_interval", Str(c.outcome_sync_interval)},
       {"tls_policy", c.tls_policy},
       {"tls_fallback_ttl", Str(c.tls_fallback_ttl)},
       {"unsubscribe_secret", c.unsubscribe_secret},
@@ -183,6 +185,7 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     std::string value = "7";
     if (key.find("timeout") != std::string::npos ||
         key.find("ttl") != std::string::npos || key == "retry.expiry" ||
+        key == "spool.outcome_sync_interval" ||
         key == "retry.initial" || key == "retry.max") {
       value = key == "retry.initial" || key == "dns.min_ttl" ? "1s" : "7h";
     }

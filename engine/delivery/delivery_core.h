@@ -11,6 +11,19 @@
 // committed; leased_ keeps the ids in memory so a rescan never leases one
 // twice. Whatever is in memory when the process dies is simply leased again
 // after a restart (at-least-once).
+//
+// Durability contract:
+// - Accept: the API answers 201 only after the submission's WAL is fsynced.
+// - Outcomes: written to RocksDB (WAL append, no fsync) from this loop's
+//   thread at the end of the loop iteration that saw the reply
+//   (QueueStore::WriteUnsynced), and fsynced by the committer within
+//   spool.outcome_sync_interval. When the store is busy (sync, recovery,
+//   write stall) they go through the committer instead.
+// - A crash can duplicate, never lose: kill -9 keeps every written outcome,
+//   so it re-sends only what the peer accepted after the last iteration's
+//   write (replies not yet read or not yet written); a power cut also
+//   re-sends the last interval's outcomes. A lost Defer/Requeue move leaves
+//   the entry at its old key (retried sooner), never lost.
 #ifndef SALVO_ENGINE_DELIVERY_DELIVERY_CORE_H_
 #define SALVO_ENGINE_DELIVERY_DELIVERY_CORE_H_
 
@@ -163,8 +176,12 @@ class DeliveryCore : public pool::PoolDelegate {
               const std::string& host, const smtp::TlsInfo* tls = nullptr);
   void Record(Destination* d, Job&& job, Final kind,
               const storage::Outcome& o, int64_t new_due_ms);
+  // Writes batch_ now (WriteUnsynced); its bookkeeping runs at the end of
+  // the iteration. Falls back to the committer when the store is busy.
   void Flush();
-  void OnCommitted(std::vector<Pending> done, const absl::Status& s);
+  // Loop iteration end (uv_check_t): flush, then finish what was written.
+  void OnIterationEnd();
+  void OnCommitted(const std::vector<Pending>& done, const absl::Status& s);
   void MaybeFinishShutdown();
 
   core::Loop& loop_;
@@ -192,6 +209,11 @@ class DeliveryCore : public pool::PoolDelegate {
   storage::StateBatch batch_;
   std::vector<Pending> batch_items_;
   int commits_outstanding_ = 0;
+  struct IterationEnd;             // uv_check_t owner, freed on close
+  IterationEnd* iteration_end_;
+  std::vector<Pending> written_;   // written by Flush, not yet finished
+  std::vector<Pending> finishing_items_;  // reused by OnIterationEnd
+  bool in_iteration_end_ = false;
 
   core::Timer tick_timer_;
   core::Timer wake_timer_;
