@@ -31,6 +31,28 @@ bool RecipientReader::FormatFor(absl::string_view content_type,
   return false;
 }
 
+size_t RecipientReader::CompleteEnd(Format format, absl::string_view buf,
+                                    size_t end, size_t* scanned,
+                                    bool* in_quotes) {
+  if (format == Format::kNdjson) {
+    const size_t nl = buf.rfind('\n');
+    *scanned = buf.size();
+    return nl == absl::string_view::npos || nl + 1 < end ? end : nl + 1;
+  }
+  bool quoted = *in_quotes;
+  for (size_t i = *scanned; i < buf.size(); ++i) {
+    const char c = buf[i];
+    if (c == '"') {
+      quoted = !quoted;  // "" inside quotes toggles twice
+    } else if (c == '\n' && !quoted) {
+      end = i + 1;
+    }
+  }
+  *scanned = buf.size();
+  *in_quotes = quoted;
+  return end;
+}
+
 RecipientReader::RecipientReader(Format format, absl::string_view body)
     : format_(format), body_(body) {}
 

@@ -188,6 +188,7 @@ absl::Status Engine::StartLoops() {
           },
           limits);
       if (!server.ok()) return server.status();
+      (*server)->SetStreamRoute(api->UploadStreamRoute(loop));
       servers_[i] = *std::move(server);
       if (i == 0) http_port_ = servers_[i]->port();
       return absl::OkStatus();
