@@ -4,7 +4,7 @@
 BAZEL ?= bazel
 PY := /usr/bin/python3
 
-.PHONY: deps build test demo bench bench-micro fuzz clean
+.PHONY: deps build test demo bench bench-ingest bench-micro fuzz clean
 
 deps:
 	@deploy/install-deps.sh
@@ -24,6 +24,11 @@ demo: deps
 bench: deps
 	$(BAZEL) build //engine:salvo
 	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/e2e_bench.py --recipients $${N:-100000} --domains $${D:-50}
+
+# Durable ingest: N recipients streamed over C concurrent uploads (F: ndjson|csv).
+bench-ingest: deps
+	$(BAZEL) build //engine:salvo
+	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/ingest_bench.py --recipients $${N:-4000000} --uploads $${C:-4} --format $${F:-ndjson}
 
 bench-micro: deps
 	$(BAZEL) run //bench:queue_bench
