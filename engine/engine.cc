@@ -65,6 +65,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
                                        &metrics::Registry::Default(),
                                        core::RealClock::Get());
   e->api_->SetUnsubscribeSecret(config.unsubscribe_secret);
+  e->api_->SetUploadChunkRecipients(config.upload_chunk_recipients);
+  e->api_->SetUploadWindow(config.upload_window);
   absl::Status s = e->StartLoops();
   if (!s.ok()) {
     e->Stop();
