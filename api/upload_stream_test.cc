@@ -211,6 +211,25 @@ TEST_F(UploadStreamTest, SlowCommitsStopReadingSoMemoryStaysBounded) {
   EXPECT_LT(m.max_buffered_bytes, 3 * (64 << 10)) << m.max_buffered_bytes;
 }
 
+TEST_F(UploadStreamTest, ContentLengthBodyOverMaxBodyWith100Continue) {
+  Start(/*chunk=*/1000, /*window=*/2);
+  const std::string body = Ndjson(0, 5000);
+  ASSERT_GT(body.size(), static_cast<size_t>(kMaxBody));
+  TestClient c(port_);
+  ASSERT_TRUE(c.Send(absl::StrCat(
+      "POST /v1/campaigns/", id_,
+      "/recipients HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k1\r\n"
+      "Content-Type: application/x-ndjson\r\nExpect: 100-continue\r\n"
+      "Content-Length: ",
+      body.size(), "\r\n\r\n")));
+  ASSERT_TRUE(c.Send(body));  // Read() skips the interim 100 Continue
+  ClientResponse r = c.Read();
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(absl::StrContains(r.body, "\"chunks\":5,\"accepted\":5000"))
+      << r.body;
+  EXPECT_EQ(Accepted(), 5000);
+}
+
 TEST_F(UploadStreamTest, RouteErrorsAnswerAndDropTheBody) {
   Start(/*chunk=*/1000, /*window=*/2);
   const std::string body = Chunked(Ndjson(0, 3000), 5000);
