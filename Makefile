@@ -4,7 +4,7 @@
 BAZEL ?= bazel
 PY := /usr/bin/python3
 
-.PHONY: deps build test demo bench bench-scale bench-micro fuzz clean
+.PHONY: deps build test demo bench bench-scale bench-ingest bench-micro fuzz clean
 
 deps:
 	@deploy/install-deps.sh
@@ -31,6 +31,10 @@ bench: deps
 bench-scale: deps
 	$(BAZEL) build //engine:salvo
 	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/scale_bench.py --recipients $${N:-10000000} --domains $${D:-50}
+# Durable ingest: N recipients streamed over C concurrent uploads (F: ndjson|csv).
+bench-ingest: deps
+	$(BAZEL) build //engine:salvo
+	SALVO_BIN=$$($(BAZEL) info bazel-bin)/engine/salvo $(PY) bench/ingest_bench.py --recipients $${N:-4000000} --uploads $${C:-4} --format $${F:-ndjson}
 
 bench-micro: deps
 	$(BAZEL) run //bench:queue_bench

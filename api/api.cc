@@ -1148,6 +1148,7 @@ struct Api::UploadJob {
   std::string tenant;
   std::optional<IdemClaim> idem;
   std::string body;  // the reader's views point here
+  RecipientReader::Format format = RecipientReader::Format::kNdjson;
   std::unique_ptr<RecipientReader> reader;
   storage::Content content;
   std::shared_ptr<const render::CompiledContent> compiled;
@@ -1170,6 +1171,21 @@ struct Api::UploadJob {
 void Api::Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
                  absl::string_view hex_id, std::optional<IdemClaim> idem,
                  Responder respond) {
+  std::shared_ptr<UploadJob> job =
+      PrepareUpload(loop, req, tenant, hex_id, &respond);
+  if (job == nullptr) return;
+  job->idem = std::move(idem);
+  job->body = std::move(req.body);
+  job->reader = std::make_unique<RecipientReader>(job->format, job->body);
+  UploadStep(std::move(job));
+}
+
+std::shared_ptr<Api::UploadJob> Api::PrepareUpload(core::Loop& loop,
+                                                   const HttpRequest& req,
+                                                   const std::string& tenant,
+                                                   absl::string_view hex_id,
+                                                   Responder* respond_ptr) {
+  Responder& respond = *respond_ptr;
   RecipientReader::Format format;
   const std::string* type = req.Header("content-type");
   if (type == nullptr || !RecipientReader::FormatFor(*type, &format)) {
@@ -1177,43 +1193,41 @@ void Api::Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
     e.status = 415;
     e.code = "unsupported_media_type";
     respond(ErrorResponse(e));
-    return;
+    return nullptr;
   }
   uint64_t id = 0;
   if (!storage::HexToId(hex_id, &id)) {
     respond(ErrorResponse(NotFound("id", "no such campaign")));
-    return;
+    return nullptr;
   }
   absl::StatusOr<storage::Content> content = store_->GetContent(id);
   if (absl::IsNotFound(content.status()) ||
       (content.ok() &&
        (content->tenant() != tenant || content->transactional()))) {
     respond(ErrorResponse(NotFound("id", "no such campaign")));
-    return;
+    return nullptr;
   }
   if (!content.ok()) {
     respond(ErrorResponse(Unavailable(content.status())));
-    return;
+    return nullptr;
   }
   if (!content->stream()) {
     Error e = Invalid("id", "the campaign was not created with \"stream\": true");
     e.status = 409;
     e.code = "conflict";
     respond(ErrorResponse(e));
-    return;
+    return nullptr;
   }
   auto compiled = render::CompiledContent::Compile(*content);
   if (!compiled.ok()) {
     respond(ErrorResponse(Unavailable(compiled.status())));
-    return;
+    return nullptr;
   }
   auto job = std::make_shared<UploadJob>();
   job->loop = &loop;
   job->respond = std::move(respond);
   job->tenant = tenant;
-  job->idem = std::move(idem);
-  job->body = std::move(req.body);
-  job->reader = std::make_unique<RecipientReader>(format, job->body);
+  job->format = format;
   job->content = *std::move(content);
   job->compiled = *std::move(compiled);
   const auto& fields = job->compiled->fields();
@@ -1233,7 +1247,7 @@ void Api::Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
         HelpFor(metrics::kMessagesAcceptedTotal),
         {{"tenant", tenant}, {"lane", "bulk"}});
   }
-  UploadStep(std::move(job));
+  return job;
 }
 
 void Api::UploadStep(std::shared_ptr<UploadJob> job) {
@@ -1364,6 +1378,354 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
           j.loop->Post([this, job] { UploadStep(job); });
         }
       });
+}
+
+// ------------------------------------------------------- streamed uploads
+
+bool Api::CheckUploadFields(const UploadJob& j, const storage::Recipient& rec,
+                            std::string* message) const {
+  const std::vector<std::string>& fields = j.compiled->fields();
+  for (size_t f = 0; f < fields.size(); ++f) {
+    const storage::Field* value = nullptr;
+    for (const storage::Field& d : rec.fields()) {
+      if (d.name() == fields[f]) {
+        value = &d;
+        break;
+      }
+    }
+    if (value == nullptr) {
+      *message =
+          absl::StrCat(fields[f], ": missing: the templates use this field");
+      return false;
+    }
+    if (j.in_header[f] && HasLineBreak(value->value())) {
+      *message = absl::StrCat(
+          fields[f], ": used in a header: must not contain CR, LF or NUL");
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
+  j.emails.clear();
+  for (size_t i = 0; i < n; ++i) j.emails.push_back(j.recs[i].address());
+  j.hits.clear();
+  if (absl::Status s = suppressions_->CheckMany(j.tenant, j.emails, &j.hits);
+      !s.ok()) {
+    return s;
+  }
+  storage::StateBatch batch;
+  std::vector<bool> shard_used(store_->num_shards());
+  storage::QueueKey key;
+  key.lane = storage::Lane::kBulk;
+  key.due_ms = j.due;
+  size_t next_hit = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
+      ++next_hit;
+      continue;
+    }
+    storage::Recipient& rec = j.recs[i];
+    rec.set_content_id(j.content.id());
+    rec.set_accepted_ms(j.now);
+    rec.set_expires_ms(j.expires_ms);
+    key.shard = store_->ShardForDomain(DomainOf(rec.address()));
+    key.id = store_->NextId();
+    shard_used[key.shard] = true;
+    batch.Enqueue(key, rec);
+  }
+  const int64_t accepted = static_cast<int64_t>(n - j.hits.size());
+  const int64_t suppressed = static_cast<int64_t>(j.hits.size());
+  std::vector<uint16_t> shards;
+  for (size_t s = 0; s < shard_used.size(); ++s) {
+    if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
+  }
+  DeliveryHooks* hooks = hooks_;
+  metrics::Counter* counter = j.accepted_counter;
+  const int64_t due = j.due;
+  store_->Commit(std::move(batch), /*durable=*/true,
+                 [hooks, counter, due, shards = std::move(shards), accepted,
+                  suppressed, done = std::move(done)](absl::Status s) {
+                   // Committer thread.
+                   if (s.ok()) {
+                     if (counter != nullptr) counter->Inc(accepted);
+                     if (hooks != nullptr) {
+                       for (uint16_t shard : shards) {
+                         hooks->OnEnqueued(shard, storage::Lane::kBulk, due);
+                       }
+                     }
+                   }
+                   done(std::move(s), accepted, suppressed);
+                 });
+  return absl::OkStatus();
+}
+
+// One streamed upload: the body is parsed as it arrives; full chunks are
+// committed at once, at most upload_window_ at a time (beyond that the
+// socket is not read). The state lives in a shared_ptr so that commit
+// callbacks (posted back to the loop) outlive the connection. Loop thread.
+class Api::UploadStream : public BodyStream {
+ public:
+  struct State {
+    Api* api = nullptr;
+    std::shared_ptr<UploadJob> job;
+    BodyFlow flow;
+    std::string pending;  // body bytes not yet consumed by the reader
+    size_t complete = 0;  // pending[0, complete) holds whole records
+    size_t scanned = 0;   // CompleteEnd's cursor in pending
+    bool in_quotes = false;
+    size_t n = 0;  // records of the chunk being filled (job->recs[0, n))
+    int outstanding = 0;
+    bool ended = false;       // the body was read completely
+    bool last_issued = false;  // the final (partial) chunk was committed
+    bool failed = false;
+    bool answered = false;
+    std::optional<Error> error;  // answered once nothing is outstanding
+    int64_t chunks = 0, accepted = 0, suppressed = 0;
+    int64_t committed_lines = 0;  // lines of the body committed so far
+  };
+
+  explicit UploadStream(std::shared_ptr<State> st) : st_(std::move(st)) {}
+
+  void OnBody(absl::string_view data) override {
+    State& st = *st_;
+    if (st.failed) return;  // read and dropped
+    RecipientReader& reader = *st.job->reader;
+    const size_t used = reader.consumed();
+    if (used > 0) {
+      st.pending.erase(0, used);
+      st.complete -= used;
+      st.scanned -= used;
+    }
+    st.pending.append(data.data(), data.size());
+    st.complete = RecipientReader::CompleteEnd(
+        st.job->format, st.pending, st.complete, &st.scanned, &st.in_quotes);
+    if (st.pending.size() - st.complete > kMaxLineBytes) {
+      Fail(st_, absl::StrCat(st.job->format == RecipientReader::Format::kCsv
+                                 ? "row "
+                                 : "line ",
+                             reader.lines() + 1),
+           absl::StrCat("longer than ", kMaxLineBytes, " bytes"));
+      return;
+    }
+    reader.SetInput(absl::string_view(st.pending.data(), st.complete));
+    Mark(st);
+    Pump(st_);
+  }
+
+  void OnEnd() override {
+    State& st = *st_;
+    st.ended = true;
+    if (st.failed) return;
+    RecipientReader& reader = *st.job->reader;
+    const size_t used = reader.consumed();
+    st.pending.erase(0, used);
+    st.complete = st.pending.size();  // the last line needs no line break
+    reader.SetInput(st.pending);
+    Pump(st_);
+  }
+
+  static constexpr size_t kMaxLineBytes = 1 << 20;
+
+  // Parses what is complete, commits full chunks while the window allows,
+  // pauses or resumes reading, answers when everything is durable.
+  static void Pump(const std::shared_ptr<State>& self) {
+    State& st = *self;
+    UploadJob& j = *st.job;
+    Api& api = *st.api;
+    std::string where, message;
+    bool input_done = false;
+    while (!st.failed && st.outstanding < api.upload_window_) {
+      if (j.recs.size() <= st.n) j.recs.emplace_back();
+      storage::Recipient& rec = j.recs[st.n];
+      const RecipientReader::Result r = j.reader->Next(&rec, &where, &message);
+      if (r == RecipientReader::Result::kEnd) {
+        input_done = true;
+        break;
+      }
+      if (r == RecipientReader::Result::kError ||
+          !api.CheckUploadFields(j, rec, &message)) {
+        Fail(self, std::move(where), std::move(message));
+        return;
+      }
+      if (++st.n >= api.upload_chunk_) Commit(self);
+    }
+    if (st.failed) return;
+    if (st.ended && input_done && !st.last_issued) {
+      st.last_issued = true;
+      if (st.n > 0) Commit(self);
+    }
+    if (st.failed) return;
+    if (st.outstanding >= api.upload_window_) {
+      st.flow.Pause();
+    } else {
+      st.flow.Resume();
+    }
+    MaybeAnswer(st);
+  }
+
+ private:
+  static void Mark(const State& st) {
+    Api& api = *st.api;
+    const int64_t held = static_cast<int64_t>(st.pending.size());
+    int64_t seen = api.max_buffered_bytes_.load(std::memory_order_relaxed);
+    while (held > seen && !api.max_buffered_bytes_.compare_exchange_weak(
+                              seen, held, std::memory_order_relaxed)) {
+    }
+    int out = api.max_outstanding_.load(std::memory_order_relaxed);
+    while (st.outstanding > out &&
+           !api.max_outstanding_.compare_exchange_weak(
+               out, st.outstanding, std::memory_order_relaxed)) {
+    }
+  }
+
+  // Commits job->recs[0, n) and starts a new chunk.
+  static void Commit(const std::shared_ptr<State>& self) {
+    State& st = *self;
+    UploadJob& j = *st.job;
+    const size_t n = st.n;
+    st.n = 0;
+    const int64_t end_line = j.reader->lines();
+    core::Loop* loop = j.loop;
+    absl::Status s = st.api->CommitUploadChunk(
+        j, n,
+        [self, loop, end_line](absl::Status s, int64_t accepted,
+                               int64_t suppressed) {
+          loop->Post([self, end_line, s = std::move(s), accepted,
+                      suppressed] {
+            State& st = *self;
+            --st.outstanding;
+            if (s.ok()) {
+              ++st.chunks;
+              st.accepted += accepted;
+              st.suppressed += suppressed;
+              st.committed_lines = end_line;
+            } else if (!st.failed) {
+              st.failed = true;
+              st.error = Unavailable(s);
+              st.flow.Resume();  // drop the rest of the body
+            }
+            if (st.failed) {
+              MaybeAnswer(st);
+            } else {
+              Pump(self);
+            }
+          });
+        });
+    if (!s.ok()) {
+      st.failed = true;
+      st.error = Unavailable(s);
+      st.flow.Resume();
+      MaybeAnswer(st);
+      return;
+    }
+    ++st.outstanding;
+    Mark(st);
+  }
+
+  // A bad line: nothing of the current chunk is committed; answered once
+  // the earlier chunks are durable. The rest of the body is read and dropped.
+  static void Fail(const std::shared_ptr<State>& self, std::string where,
+                   std::string message) {
+    State& st = *self;
+    st.failed = true;
+    st.n = 0;
+    st.error = Invalid(std::move(where), std::move(message));
+    st.pending.clear();
+    st.pending.shrink_to_fit();
+    st.job->reader->SetInput(absl::string_view());
+    st.flow.Resume();
+    MaybeAnswer(st);
+  }
+
+  static void MaybeAnswer(State& st) {
+    if (st.answered || st.outstanding > 0) return;
+    UploadJob& j = *st.job;
+    const bool csv = j.format == RecipientReader::Format::kCsv;
+    if (st.failed) {
+      st.answered = true;
+      Error e = *st.error;
+      absl::StrAppend(&e.message, " (", st.accepted, " recipients in ",
+                      st.chunks, " chunks were committed; resume from ",
+                      csv ? "row " : "line ",
+                      (csv ? std::max<int64_t>(st.committed_lines, 1)
+                           : st.committed_lines) + 1,
+                      csv ? " after the header row)" : ")");
+      j.respond(ErrorResponse(e));
+      return;
+    }
+    if (!st.ended || !st.last_issued) return;
+    st.answered = true;
+    j.respond(Json(200, absl::StrCat("{\"id\":\"",
+                                     storage::IdToHex(j.content.id()),
+                                     "\",\"chunks\":", st.chunks,
+                                     ",\"accepted\":", st.accepted,
+                                     ",\"suppressed\":", st.suppressed,
+                                     ",\"lines\":", st.committed_lines, "}")));
+  }
+
+  std::shared_ptr<State> st_;
+};
+
+Api::UploadMarks Api::upload_marks() const {
+  UploadMarks m;
+  m.max_buffered_bytes = max_buffered_bytes_.load();
+  m.max_outstanding = max_outstanding_.load();
+  return m;
+}
+
+StreamRoute Api::UploadStreamRoute(core::Loop& loop) {
+  StreamRoute route;
+  route.wants = [](const HttpRequest& head) {
+    const absl::string_view path = head.path;
+    return head.method == "POST" && absl::StartsWith(path, "/v1/campaigns/") &&
+           absl::EndsWith(path, kRecipientsSuffix) &&
+           path.size() > 14 + kRecipientsSuffix.size() &&
+           path.find('/', 14) == path.size() - kRecipientsSuffix.size() &&
+           head.Header("idempotency-key") == nullptr;
+  };
+  route.open = [this, &loop](HttpRequest&& head, Responder respond,
+                             BodyFlow flow) -> std::unique_ptr<BodyStream> {
+    metrics::Registry* registry = registry_;
+    Responder counted = [registry,
+                         respond = std::move(respond)](HttpResponse r) {
+      if (registry != nullptr) {
+        registry
+            ->GetCounter(metrics::kHttpRequestsTotal,
+                         HelpFor(metrics::kHttpRequestsTotal),
+                         {{"route", "/v1/campaigns/{id}/recipients"},
+                          {"code", absl::StrCat(r.status)}})
+            ->Inc();
+      }
+      respond(std::move(r));
+    };
+    const std::string* tenant = Authenticate(head);
+    if (tenant == nullptr) {
+      Error e;
+      e.status = 401;
+      e.code = "unauthenticated";
+      e.message = "missing or unknown API key (Authorization: Bearer KEY)";
+      HttpResponse r = ErrorResponse(e);
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      counted(std::move(r));
+      return nullptr;
+    }
+    const absl::string_view path = head.path;
+    const std::string hex_id(
+        path.substr(14, path.size() - 14 - kRecipientsSuffix.size()));
+    std::shared_ptr<UploadJob> job =
+        PrepareUpload(loop, head, *tenant, hex_id, &counted);
+    if (job == nullptr) return nullptr;
+    job->reader =
+        std::make_unique<RecipientReader>(job->format, absl::string_view());
+    auto st = std::make_shared<UploadStream::State>();
+    st->api = this;
+    st->job = std::move(job);
+    st->flow = std::move(flow);
+    return std::make_unique<UploadStream>(std::move(st));
+  };
+  return route;
 }
 
 HttpResponse Api::GetStatus(absl::string_view hex_id,

@@ -20,6 +20,17 @@
 // hooks move every queued recipient that is not in flight; 200 with the
 // status and "rescheduled": n only after the moves are committed. A paused
 // campaign stays paused; a cancelled or finished one is 409.
+// Over HTTP (UploadStreamRoute) an upload without Idempotency-Key streams:
+// the body is parsed as it arrives, whatever its length (max_request_bytes
+// does not apply), every upload_chunk_recipients recipients are one durable
+// commit, and while more than the upload window of commits are outstanding
+// the socket is not read. The 200 says {"id","chunks","accepted",
+// "suppressed","lines"}. A bad line answers 400 once the earlier commits are
+// durable: "line N: ... (A recipients in C chunks were committed; resume from
+// line L)": nothing from the chunk with the bad line is queued, so the client
+// sends the body again from line L (for CSV: row L, after the header row).
+// With an Idempotency-Key the body is buffered as before (the key covers a
+// hash of the whole body).
 // Idempotency-Key (POSTs that submit): claim tenant+key in memory (a
 // concurrent duplicate gets 409 "in_progress"), then look up the durable
 // record: same SHA-256(method, path, body) -> the original status and body
@@ -41,6 +52,7 @@
 #ifndef SALVO_API_API_H_
 #define SALVO_API_API_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -106,6 +118,22 @@ class Api {
   // Recipients per durable commit of an upload. Call before serving.
   void SetUploadChunkRecipients(size_t n) { upload_chunk_ = n > 0 ? n : 1; }
 
+  // Commits of a streamed upload outstanding before its socket is no longer
+  // read. Call before serving.
+  void SetUploadWindow(int n) { upload_window_ = n > 0 ? n : 1; }
+  static constexpr int kDefaultUploadWindow = 2;
+
+  // The HttpServer stream route of `loop` for streamed uploads (see above).
+  StreamRoute UploadStreamRoute(core::Loop& loop);
+
+  // High-water marks of every streamed upload since the Api was made, for
+  // tests and benchmarks: body bytes held unparsed and commits outstanding.
+  struct UploadMarks {
+    int64_t max_buffered_bytes = 0;
+    int max_outstanding = 0;
+  };
+  UploadMarks upload_marks() const;
+
   // On the loop that got the request; `respond` is called on that loop.
   void Handle(core::Loop& loop, HttpRequest&& req, Responder respond);
 
@@ -124,6 +152,7 @@ class Api {
     std::string hash;  // SHA-256 of method, path, body
   };
   struct UploadJob;
+  class UploadStream;
 
   // Returns the tenant, or nullptr when the key is missing or unknown.
   const std::string* Authenticate(const HttpRequest& req) const;
@@ -138,11 +167,28 @@ class Api {
   void Upload(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
               absl::string_view hex_id, std::optional<IdemClaim> idem,
               Responder respond);
+  // Checks the campaign and the Content-Type of an upload: its job, or
+  // nullptr after answering.
+  std::shared_ptr<UploadJob> PrepareUpload(core::Loop& loop,
+                                           const HttpRequest& req,
+                                           const std::string& tenant,
+                                           absl::string_view hex_id,
+                                           Responder* respond);
   // Loop thread: validates and commits the next chunk of `job`.
   void UploadStep(std::shared_ptr<UploadJob> job);
   // `rescheduled` (optional) adds "rescheduled": n to the answer.
   HttpResponse GetStatus(absl::string_view hex_id, const std::string& tenant,
                          const int64_t* rescheduled = nullptr);
+  // Validates the merge fields of one uploaded recipient; false with
+  // *message set when they do not fit the templates.
+  bool CheckUploadFields(const UploadJob& j, const storage::Recipient& rec,
+                         std::string* message) const;
+  // Streamed uploads: builds and commits j.recs[0, n) (suppressed ones
+  // skipped); `done` runs on the committer thread with (status, accepted,
+  // suppressed). A failed suppression lookup is returned, nothing committed.
+  using ChunkDone = std::function<void(absl::Status, int64_t, int64_t)>;
+  [[nodiscard]] absl::Status CommitUploadChunk(UploadJob& j, size_t n,
+                                               ChunkDone done);
   void AddSuppressions(core::Loop& loop, const HttpRequest& req,
                        const std::string& tenant, Responder respond);
   HttpResponse ListSuppressions(const HttpRequest& req,
@@ -169,6 +215,9 @@ class Api {
   std::unique_ptr<storage::IdempotencyStore> idempotency_;
   std::string unsubscribe_secret_;
   size_t upload_chunk_ = kDefaultUploadChunkRecipients;
+  int upload_window_ = kDefaultUploadWindow;
+  std::atomic<int64_t> max_buffered_bytes_{0};
+  std::atomic<int> max_outstanding_{0};
   absl::Mutex claims_mu_;
   // tenant '\0' key of requests being served.
   absl::flat_hash_set<std::string> claims_ ABSL_GUARDED_BY(claims_mu_);

@@ -78,6 +78,7 @@ class HttpServer::Connection
       : server_(server),
         loop_(loop),
         handler_(server->handler_),
+        stream_route_(server->stream_route_),
         limits_(server->limits_),
         read_buf_(new char[kReadBufferSize]) {
     http_parser_init(&parser_, HTTP_REQUEST);
@@ -132,8 +133,11 @@ class HttpServer::Connection
     if (!idle_timer_ || limits_.idle_timeout_ms == 0) return;
     idle_timer_->Start(limits_.idle_timeout_ms, [this] {
       // A handler still working (e.g. waiting for a durable commit) keeps
-      // the connection; otherwise the client has been silent too long.
-      if (!pipeline_.empty() || writes_in_flight_ > 0) {
+      // the connection; otherwise the client has been silent too long (also
+      // in the middle of a streamed body that we are not holding back).
+      if (streaming_ && !body_paused_) {
+        Close();
+      } else if (!pipeline_.empty() || writes_in_flight_ > 0) {
         ArmIdle();
       } else {
         Close();
@@ -180,7 +184,9 @@ class HttpServer::Connection
 
   void Feed(const char* data, size_t n) {
     static const http_parser_settings kSettings = MakeSettings();
+    in_feed_ = true;
     size_t parsed = http_parser_execute(&parser_, &kSettings, data, n);
+    in_feed_ = false;
     if (closing_) return;
     http_errno err = HTTP_PARSER_ERRNO(&parser_);
     if (err == HPE_PAUSED) {
@@ -302,7 +308,8 @@ class HttpServer::Connection
     }
     url_.clear();
     const bool has_length = cur_.Header("content-length") != nullptr;
-    if (has_length) {
+    const bool streamed = stream_route_.wants && stream_route_.wants(cur_);
+    if (has_length && !streamed) {
       if (parser_.content_length >
           static_cast<uint64_t>(limits_.max_body_bytes)) {
         error_status_ = 413;
@@ -317,9 +324,58 @@ class HttpServer::Connection
       w->head = "HTTP/1.1 100 Continue\r\n\r\n";
       Write(w);
     }
+    if (streamed) OpenStream();
     return 0;
   }
+
+  // Headers of a streamed request are complete: its answer slot and stream.
+  void OpenStream() {
+    const bool keep_alive = http_should_keep_alive(&parser_) != 0;
+    streaming_ = true;
+    body_paused_ = false;
+    std::weak_ptr<Connection> weak = weak_from_this();
+    BodyFlow flow([weak](bool paused) {
+      std::shared_ptr<Connection> c = weak.lock();
+      if (c != nullptr && c->streaming_) c->SetBodyPaused(paused);
+    });
+    stream_ = stream_route_.open(std::move(cur_), NewSlot(keep_alive),
+                                 std::move(flow));
+  }
+
+  // Loop thread, through a BodyFlow.
+  void SetBodyPaused(bool paused) {
+    if (closing_ || paused == body_paused_) return;
+    body_paused_ = paused;
+    if (paused) {
+      if (in_feed_) {
+        http_parser_pause(&parser_, 1);  // Feed() keeps the rest
+      } else {
+        PauseReading();
+      }
+    } else if (in_feed_) {
+      http_parser_pause(&parser_, 0);
+    } else {
+      ResumeInput();
+    }
+  }
+
+  // A new answer slot at the end of the pipeline, and its Responder.
+  Responder NewSlot(bool keep_alive) {
+    pipeline_.emplace_back();
+    const uint64_t seq = next_seq_++;
+    std::weak_ptr<Connection> weak = weak_from_this();
+    return [weak, seq, keep_alive](HttpResponse r) {
+      std::shared_ptr<Connection> c = weak.lock();
+      if (c == nullptr || c->closing_) return;  // client left: drop
+      c->Respond(seq, keep_alive, std::move(r));
+    };
+  }
+
   int OnBody(const char* at, size_t len) {
+    if (streaming_) {
+      if (stream_ != nullptr) stream_->OnBody(absl::string_view(at, len));
+      return 0;
+    }
     if (cur_.body.size() + len > static_cast<uint64_t>(limits_.max_body_bytes)) {
       error_status_ = 413;
       return -1;
@@ -329,19 +385,19 @@ class HttpServer::Connection
   }
   int OnMessageComplete() {
     const bool keep_alive = http_should_keep_alive(&parser_) != 0;
-    pipeline_.emplace_back();
-    const uint64_t seq = next_seq_++;
-    std::weak_ptr<Connection> weak = weak_from_this();
-    Responder respond = [weak, seq, keep_alive](HttpResponse r) {
-      std::shared_ptr<Connection> c = weak.lock();
-      if (c == nullptr || c->closing_) return;  // client left: drop
-      c->Respond(seq, keep_alive, std::move(r));
-    };
     if (!keep_alive) {
       stop_parsing_ = true;
       stop_reading_ = true;
     }
-    handler_(std::move(cur_), std::move(respond));
+    if (streaming_) {
+      streaming_ = false;
+      body_paused_ = false;
+      std::unique_ptr<BodyStream> stream = std::move(stream_);
+      if (stream != nullptr) stream->OnEnd();
+    } else {
+      Responder respond = NewSlot(keep_alive);
+      handler_(std::move(cur_), std::move(respond));
+    }
     if (closing_ || stop_parsing_) return -1;  // see Feed(): not an error
     if (static_cast<int>(pipeline_.size()) >= limits_.max_pipelined) {
       http_parser_pause(&parser_, 1);
@@ -392,13 +448,30 @@ class HttpServer::Connection
       if (pipeline_.empty() && writes_in_flight_ == 0) Close();
       return;
     }
-    if (!pending_input_.empty() &&
-        static_cast<int>(pipeline_.size()) < limits_.max_pipelined) {
+    ResumeInput();
+  }
+
+  // Input waits for answers (pipeline full) or for a streamed body's reader.
+  bool InputBlocked() const {
+    return body_paused_ ||
+           (!streaming_ &&
+            static_cast<int>(pipeline_.size()) >= limits_.max_pipelined);
+  }
+
+  // Parses what was kept while input was blocked, then reads again.
+  void ResumeInput() {
+    if (closing_ || InputBlocked()) return;
+    if (HTTP_PARSER_ERRNO(&parser_) == HPE_PAUSED) {
       http_parser_pause(&parser_, 0);
-      std::string input = std::move(pending_input_);
-      pending_input_.clear();
-      Feed(input.data(), input.size());
-      if (pending_input_.empty() && !closing_) ResumeReading();
+      if (!pending_input_.empty()) {
+        std::string input = std::move(pending_input_);
+        pending_input_.clear();
+        Feed(input.data(), input.size());
+      }
+    }
+    if (pending_input_.empty() && !closing_ &&
+        HTTP_PARSER_ERRNO(&parser_) == HPE_OK) {
+      ResumeReading();
     }
   }
 
@@ -436,6 +509,7 @@ class HttpServer::Connection
   HttpServer* server_;
   core::Loop& loop_;
   Handler handler_;
+  StreamRoute stream_route_;
   const Limits limits_;
   std::shared_ptr<Connection> self_;
   uv_tcp_t tcp_;
@@ -449,6 +523,11 @@ class HttpServer::Connection
   bool in_value_ = false;
   int64_t header_bytes_ = 0;
   int error_status_ = 0;  // 413 / 431 set by a callback that stopped parsing
+  // A streamed request's body is being read (headers done, body not ended).
+  bool streaming_ = false;
+  bool body_paused_ = false;  // its reader asked us to stop reading
+  std::unique_ptr<BodyStream> stream_;
+  bool in_feed_ = false;  // inside http_parser_execute
 
   // Answers in request order: pipeline_[i] answers request first_seq_ + i.
   std::deque<Slot> pipeline_;

@@ -10,8 +10,13 @@
 // Every loop of the engine may listen on the same host:port: the socket is
 // made here with SO_REUSEADDR and SO_REUSEPORT, then handed to uv_tcp_open.
 //
-// Thread-safety: everything (Listen, Close, Handler, Responder) runs on the
-// loop's thread.
+// Streamed bodies: a StreamRoute (SetStreamRoute) picks requests when their
+// headers are complete; their body goes to a BodyStream piece by piece as it
+// arrives (chunked framing removed, max_body_bytes not applied), and the
+// stream may Pause()/Resume() reading the socket through a BodyFlow.
+//
+// Thread-safety: everything (Listen, Close, Handler, Responder, BodyStream,
+// BodyFlow) runs on the loop's thread.
 #ifndef SALVO_API_HTTP_SERVER_H_
 #define SALVO_API_HTTP_SERVER_H_
 
@@ -52,6 +57,46 @@ struct HttpResponse {
 using Responder = std::function<void(HttpResponse)>;
 using Handler = std::function<void(HttpRequest&&, Responder)>;
 
+// The body of one streamed request, fed as it arrives. Owned by the
+// connection; destroyed after OnEnd() or when the client leaves mid-body.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // The next piece of the body; `data` is valid only during the call.
+  virtual void OnBody(absl::string_view data) = 0;
+  // The whole body was read.
+  virtual void OnEnd() = 0;
+};
+
+// Stops and restarts reading one connection while its streamed body is
+// consumed slower than it arrives. Copyable; a no-op once the connection is
+// gone or its streamed request finished.
+class BodyFlow {
+ public:
+  BodyFlow() = default;
+  explicit BodyFlow(std::function<void(bool paused)> set_paused)
+      : set_paused_(std::move(set_paused)) {}
+  void Pause() const {
+    if (set_paused_) set_paused_(true);
+  }
+  void Resume() const {
+    if (set_paused_) set_paused_(false);
+  }
+
+ private:
+  std::function<void(bool)> set_paused_;
+};
+
+struct StreamRoute {
+  // Headers complete (no body yet): true to stream this request's body.
+  std::function<bool(const HttpRequest& head)> wants;
+  // Then: the stream for its body. May answer through `respond` at once and
+  // return nullptr: the body is then read and dropped.
+  std::function<std::unique_ptr<BodyStream>(HttpRequest&& head,
+                                            Responder respond, BodyFlow flow)>
+      open;
+};
+
 class HttpServer {
  public:
   struct Limits {
@@ -75,6 +120,9 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Loop thread, before the first connection is accepted.
+  void SetStreamRoute(StreamRoute route) { stream_route_ = std::move(route); }
+
   uint16_t port() const { return port_; }
   size_t connections() const { return conns_.size(); }
 
@@ -90,6 +138,7 @@ class HttpServer {
 
   core::Loop& loop_;
   Handler handler_;
+  StreamRoute stream_route_;
   Limits limits_;
   uint16_t port_ = 0;
   uv_tcp_t* listener_ = nullptr;  // freed in its close callback

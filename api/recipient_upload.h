@@ -43,6 +43,27 @@ class RecipientReader {
   // Records returned so far.
   int64_t records() const { return records_; }
 
+  // Streaming (a body that arrives in pieces): replaces the input with the
+  // next complete part of the body, whole lines (NDJSON) or records (CSV, see
+  // CompleteEnd), keeping the CSV header, the line numbers and the counts.
+  // kEnd then means "need more input".
+  void SetInput(absl::string_view body) {
+    body_ = body;
+    pos_ = 0;
+  }
+  // Bytes of the current input consumed so far.
+  size_t consumed() const { return pos_; }
+  // Physical lines (NDJSON) or CSV rows consumed so far.
+  int64_t lines() const { return line_; }
+
+  // Where the complete records of a partly received body end: just past the
+  // last line break that is not inside a CSV quoted field. Scans
+  // buf[*scanned, size) and advances *scanned; *in_quotes carries the CSV
+  // quote state between calls (unused for NDJSON). Returns the new end, or
+  // `end` when no later break was found.
+  static size_t CompleteEnd(Format format, absl::string_view buf, size_t end,
+                            size_t* scanned, bool* in_quotes);
+
  private:
   Result NextNdjson(storage::Recipient* rec, std::string* where,
                     std::string* message);

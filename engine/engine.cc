@@ -68,6 +68,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
                                        &metrics::Registry::Default(),
                                        core::RealClock::Get());
   e->api_->SetUnsubscribeSecret(config.unsubscribe_secret);
+  e->api_->SetUploadChunkRecipients(config.upload_chunk_recipients);
+  e->api_->SetUploadWindow(config.upload_window);
   absl::Status s = e->StartLoops();
   if (!s.ok()) {
     e->Stop();
@@ -191,6 +193,7 @@ absl::Status Engine::StartLoops() {
           },
           limits);
       if (!server.ok()) return server.status();
+      (*server)->SetStreamRoute(api->UploadStreamRoute(loop));
       servers_[i] = *std::move(server);
       if (i == 0) http_port_ = servers_[i]->port();
       return absl::OkStatus();

@@ -56,6 +56,9 @@ struct Config {
   int64_t max_request_bytes = 256 << 20;
   int64_t max_message_bytes = 10 << 20;  // a rendered or raw message
   int max_recipients_per_message = 1000;  // POST /v1/messages
+  int upload_chunk_recipients = 10000;  // per durable commit of an upload
+  int upload_window = 2;  // commits outstanding before a streamed upload
+                          // stops reading its socket
 
   // [delivery]
   uint16_t smtp_port = 25;                // port of MX hosts found in DNS
