@@ -486,7 +486,20 @@ struct QueueStore::Committer {
   // Committer thread. Syncs the WAL with no WriteUnsynced in progress (so
   // none can fail on the WAL while it is synced), unless one has failed.
   rocksdb::Status SyncGated() {
+    // With plenty of free space a failed append is not expected, so loop
+    // writes may go on during the fsync (holding the gate exclusively here
+    // sent every outcome written during a sync through the committer, which
+    // delayed it by the fsync: duplicates after kill -9). Near the limit the
+    // sync excludes them, as recovery does.
+    if (space_comfortable) {
+      absl::ReaderMutexLock g(&gate);
+      return SyncLocked();
+    }
     absl::MutexLock g(&gate);
+    return SyncLocked();
+  }
+
+  rocksdb::Status SyncLocked() ABSL_SHARED_LOCKS_REQUIRED(gate) {
     if (direct_failed.load(std::memory_order_acquire)) {
       return rocksdb::Status::IOError("an unsynced write failed");
     }
@@ -589,6 +602,7 @@ struct QueueStore::Committer {
     const uint64_t free_bytes =
         static_cast<uint64_t>(v.f_bavail) * static_cast<uint64_t>(v.f_frsize);
     space_ok = free_bytes >= min_free_bytes;
+    space_comfortable = free_bytes >= 4 * min_free_bytes;
     if (!space_ok) {
       space_error = absl::StrCat("disk full: ", free_bytes, " bytes free under ",
                                  path, ", writes need ", min_free_bytes);
@@ -651,6 +665,9 @@ struct QueueStore::Committer {
   // Committer thread only.
   bool db_ok = true;     // no failed write since the last recovery
   bool space_ok = true;  // free space >= min_free_bytes at the last check
+  // Free space >= 4 * min_free_bytes at the last check: interval syncs may
+  // run while loops write (see SyncGated). False when space is not checked.
+  bool space_comfortable = false;
   std::string last_error;
   std::string space_error;
   std::chrono::steady_clock::time_point next_recovery;
