@@ -29,6 +29,7 @@
 #include "engine/delivery/content_cache.h"
 #include "engine/dkim/dkim_signer.h"
 #include "engine/dns/mx_resolver.h"
+#include "engine/events/event_log.h"
 #include "engine/hygiene/list_unsubscribe.h"
 #include "engine/metrics/registry.h"
 #include "engine/pool/connection_pool.h"
@@ -69,6 +70,8 @@ class DeliveryCore : public pool::PoolDelegate {
     hygiene::HygieneOptions hygiene;
     // Checked just before each delivery (may be null; not owned).
     const storage::SuppressionStore* suppressions = nullptr;
+    // Gets each committed outcome's recipient event (may be null; not owned).
+    events::EventLog* event_log = nullptr;
   };
 
   DeliveryCore(core::Loop& loop, const Options& options,
@@ -104,6 +107,7 @@ class DeliveryCore : public pool::PoolDelegate {
     storage::QueueKey key;
     storage::Recipient rec;
     int session_failures = 0;  // this lease: 421s / dropped sessions
+    bool suppressed = false;   // bounced because the tenant suppressed it
   };
   struct Destination;
   struct PoolState {
@@ -148,7 +152,10 @@ class DeliveryCore : public pool::PoolDelegate {
   void Record(Destination* d, Job&& job, Final kind,
               const storage::Outcome& o, int64_t new_due_ms);
   void Flush();
-  void OnCommitted(std::vector<Pending> done, const absl::Status& s);
+  void OnCommitted(std::vector<Pending> done, const absl::Status& s,
+                   std::vector<storage::StateBatch::BatchEvent> events);
+  // Hands committed events to options_.event_log, grouped by tenant.
+  void LogEvents(std::vector<storage::StateBatch::BatchEvent> events);
   void MaybeFinishShutdown();
 
   core::Loop& loop_;
