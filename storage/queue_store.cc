@@ -208,6 +208,14 @@ rocksdb::Slice OutcomeKeySlice(uint64_t content_id, uint64_t id,
   return rocksdb::Slice(buf, 17);
 }
 
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
 // Serialization scratch reused per thread: WriteBatch copies what it is given.
 std::string& Scratch() {
   thread_local std::string scratch;
@@ -240,13 +248,28 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
   rec.SerializeToString(&value);
   batch_->Put(QueueKeySlice(key, kbuf), value);
   Count(rec.content_id(), Counter::kAccepted, 1);
-  // The ACCEPTED event: address and time only (the ingest path).
-  thread_local Event accepted;
-  accepted.Clear();
-  accepted.set_state(Event::ACCEPTED);
-  accepted.set_at_ms(rec.accepted_ms());
-  accepted.set_address(rec.address());
-  PutEvent(rec.content_id(), key.id, accepted);
+  // The ACCEPTED event: address and time only (the ingest path), encoded
+  // by hand in Event's wire format (fields 1, 2, 6) into the reused scratch.
+  event_value_.clear();
+  event_value_.push_back(0x08);  // state
+  event_value_.push_back(static_cast<char>(Event::ACCEPTED));
+  event_value_.push_back(0x10);  // at_ms
+  AppendVarint(static_cast<uint64_t>(rec.accepted_ms()), &event_value_);
+  event_value_.push_back(0x32);  // address
+  AppendVarint(rec.address().size(), &event_value_);
+  event_value_.append(rec.address());
+  char ekey[kEventKeySize];
+  const absl::string_view k =
+      EventKey(rec.content_id(), key.id, EventSeq(0, Event::ACCEPTED), ekey);
+  batch_->Put(rocksdb::Slice(k.data(), k.size()), event_value_);
+  if (collect_events_) {
+    BatchEvent& e = events_.emplace_back();
+    e.content_id = rec.content_id();
+    e.recipient_id = key.id;
+    e.event.set_state(Event::ACCEPTED);
+    e.event.set_at_ms(rec.accepted_ms());
+    e.event.set_address(rec.address());
+  }
   ++ops_;
 }
 
