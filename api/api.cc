@@ -22,9 +22,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "api/address.h"
 #include "api/recipient_upload.h"
+#include "engine/events/event_json.h"
 #include "engine/hygiene/list_unsubscribe.h"
 #include "engine/hygiene/unsubscribe_token.h"
 #include "engine/metrics/metric_names.h"
@@ -805,6 +807,9 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
              path.find('/', 14) == path.rfind('/') && path.rfind('/') > 14) {
     route = "/v1/campaigns/{id}/{action}";
     allowed = "POST";
+  } else if (path == "/v1/events") {
+    route = "/v1/events";
+    allowed = "GET";
   } else if (path == "/v1/suppressions") {
     route = "/v1/suppressions";
     allowed = "GET, POST";
@@ -877,6 +882,8 @@ void Api::Handle(core::Loop& loop, HttpRequest&& req, Responder respond) {
     counted(std::move(r));
   } else if (route == "/v1/campaigns/{id}") {
     counted(GetStatus(path.substr(14), *tenant));
+  } else if (route == "/v1/events") {
+    counted(ListEvents(req, *tenant));
   } else if (route == "/v1/suppressions") {
     if (req.method == "GET") {
       counted(ListSuppressions(req, *tenant));
@@ -1059,8 +1066,13 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   const storage::Lane lane =
       transactional ? storage::Lane::kTransactional : storage::Lane::kBulk;
   storage::StateBatch batch;
+  batch.set_collect_events(event_log_ != nullptr);
   batch.PutContent(content);
   std::vector<bool> shard_used(store_->num_shards());
+  const bool list_recipients =
+      transactional || sub.rcpts.size() <= kMaxListedRecipients;
+  std::string recipients_json;
+  if (list_recipients) recipients_json = ",\"recipients\":[";
   storage::Recipient rec;
   storage::QueueKey key;
   key.lane = lane;
@@ -1071,6 +1083,9 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   size_t next_hit = 0;
   for (size_t i = 0; i < sub.rcpts.size(); ++i) {
     if (next_hit < hits.size() && hits[next_hit].first == i) {
+      batch.SuppressedAtAccept(
+          content.id(), store_->NextId(), sub.rcpts[i].email, now,
+          absl::StrCat("suppressed at accept (", hits[next_hit].second, ")"));
       ++next_hit;
       continue;
     }
@@ -1091,7 +1106,19 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
     key.id = store_->NextId();
     shard_used[key.shard] = true;
     batch.Enqueue(key, rec);
+    if (list_recipients) {
+      if (recipients_json.back() != '[') recipients_json.push_back(',');
+      rapidjson::StringBuffer sb;
+      JsonWriter w(sb);
+      w.String(r.email.data(), static_cast<rapidjson::SizeType>(r.email.size()));
+      absl::StrAppend(&recipients_json, "{\"email\":",
+                      absl::string_view(sb.GetString(), sb.GetSize()),
+                      ",\"id\":\"");
+      storage::AppendIdHex(key.id, &recipients_json);
+      recipients_json.append("\"}");
+    }
   }
+  if (list_recipients) recipients_json.push_back(']');
   std::vector<uint16_t> shards;
   for (size_t s = 0; s < shard_used.size(); ++s) {
     if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
@@ -1111,16 +1138,19 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   core::Loop* loop_ptr = &loop;
   std::string response =
       absl::StrCat("{\"id\":\"", storage::IdToHex(id), "\",\"accepted\":",
-                   accepted, suppressed_json, "}");
+                   accepted, suppressed_json, recipients_json, "}");
   if (idem.has_value()) {
     storage::IdempotencyStore::Put(
         tenant, idem->key, {idem->hash, 201, response, now}, &batch);
   }
+  auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
+      batch.TakeEvents());
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [loop_ptr, respond = std::move(respond), shards = std::move(shards),
        hooks, accepted_counter, lane, due, accepted,
-       response = std::move(response)](absl::Status s) {
+       response = std::move(response), event_log = event_log_, events,
+       tenant](absl::Status s) {
         // Committer thread.
         if (!s.ok()) {
           Error e;
@@ -1131,6 +1161,7 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
           return;
         }
         if (accepted_counter != nullptr) accepted_counter->Inc(accepted);
+        if (event_log != nullptr) event_log->Append(tenant, std::move(*events));
         loop_ptr->Post([respond, response] { respond(Json(201, response)); });
         if (hooks != nullptr) {
           for (uint16_t shard : shards) hooks->OnEnqueued(shard, lane, due);
@@ -1304,6 +1335,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
     return;
   }
   storage::StateBatch batch;
+  batch.set_collect_events(event_log_ != nullptr);
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
   key.lane = storage::Lane::kBulk;
@@ -1311,6 +1343,10 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   size_t next_hit = 0;
   for (size_t i = 0; i < n; ++i) {
     if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
+      batch.SuppressedAtAccept(
+          j.content.id(), store_->NextId(), j.recs[i].address(), j.now,
+          absl::StrCat("suppressed at accept (", j.hits[next_hit].second,
+                       ")"));
       ++next_hit;
       continue;
     }
@@ -1344,10 +1380,13 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
     if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
   }
   DeliveryHooks* hooks = hooks_;
+  auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
+      batch.TakeEvents());
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [this, job, hooks, shards = std::move(shards), accepted, suppressed,
-       chunk, last, response = std::move(response)](absl::Status s) mutable {
+       chunk, last, response = std::move(response),
+       events](absl::Status s) mutable {
         // Committer thread. Only this callback touches the job until it
         // posts the next step.
         UploadJob& j = *job;
@@ -1365,6 +1404,9 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
         j.accepted += accepted;
         j.suppressed += suppressed;
         if (j.accepted_counter != nullptr) j.accepted_counter->Inc(accepted);
+        if (event_log_ != nullptr) {
+          event_log_->Append(j.tenant, std::move(*events));
+        }
         if (hooks != nullptr) {
           for (uint16_t shard : shards) {
             hooks->OnEnqueued(shard, storage::Lane::kBulk, j.due);
@@ -2158,6 +2200,116 @@ void Api::Unsubscribe(core::Loop& loop, const HttpRequest& req,
                               ? Invalid("token", std::string(s.message()))
                               : Unavailable(s)));
   }
+}
+
+// ------------------------------------------------------------------ events
+
+HttpResponse Api::ListEvents(const HttpRequest& req,
+                             const std::string& tenant) {
+  std::string campaign, recipient, email, types, limit_text, after;
+  for (auto [name, value] :
+       {std::pair<const char*, std::string*>{"campaign", &campaign},
+        {"recipient", &recipient},
+        {"email", &email},
+        {"type", &types},
+        {"limit", &limit_text},
+        {"after", &after}}) {
+    if (!QueryParam(req.query, name, value)) {
+      return ErrorResponse(Invalid(name, "malformed percent-encoding"));
+    }
+  }
+  uint64_t content_id = 0;
+  if (!storage::HexToId(campaign, &content_id)) {
+    return ErrorResponse(Invalid(
+        "campaign", "required: the 16 hex digit id of a campaign or message"));
+  }
+  uint64_t recipient_id = 0;
+  if (!recipient.empty() && (!storage::HexToId(recipient, &recipient_id) ||
+                             recipient_id == 0)) {
+    return ErrorResponse(
+        Invalid("recipient", "must be a 16 hex digit recipient id"));
+  }
+  // Bit per storage::Event::State; 0: every type.
+  uint32_t type_mask = 0;
+  if (!types.empty()) {
+    for (absl::string_view t : absl::StrSplit(types, ',')) {
+      storage::Event::State state;
+      if (!events::ParseEventType(absl::StripAsciiWhitespace(t), &state)) {
+        return ErrorResponse(Invalid(
+            "type", absl::StrCat("unknown event type \"", t,
+                                 "\" (accepted, delivered, deferred, bounced, "
+                                 "expired, suppressed, cancelled)")));
+      }
+      type_mask |= 1u << state;
+    }
+  }
+  constexpr int kDefaultEventsLimit = 100;
+  constexpr int kMaxEventsLimit = 1000;
+  int limit = kDefaultEventsLimit;
+  if (!limit_text.empty() &&
+      (!absl::SimpleAtoi(limit_text, &limit) || limit < 1 ||
+       limit > kMaxEventsLimit)) {
+    return ErrorResponse(
+        Invalid("limit", absl::StrCat("must be 1..", kMaxEventsLimit)));
+  }
+  // Cursor: recipient id and seq of the last event examined, 24 hex digits.
+  std::string after_key;
+  if (!after.empty()) {
+    uint64_t rid = 0, seq = 0;
+    if (after.size() != 24 || !storage::HexToId(after.substr(0, 16), &rid) ||
+        !storage::HexToId(absl::StrCat("00000000", after.substr(16)), &seq)) {
+      return ErrorResponse(Invalid("after", "not a cursor of this API"));
+    }
+    after_key = storage::EventKey(content_id, rid, static_cast<uint32_t>(seq));
+  }
+  Error not_found;
+  not_found.status = 404;
+  not_found.code = "not_found";
+  not_found.field = "campaign";
+  not_found.message = "no such campaign or message";
+  absl::StatusOr<storage::Content> content = store_->GetContent(content_id);
+  if (absl::IsNotFound(content.status())) return ErrorResponse(not_found);
+  if (!content.ok()) return ErrorResponse(Unavailable(content.status()));
+  if (content->tenant() != tenant) return ErrorResponse(not_found);
+
+  auto keep = [&](const storage::QueueStore::EventEntry& e) {
+    if (type_mask != 0 && (type_mask & (1u << e.event.state())) == 0) {
+      return false;
+    }
+    return email.empty() || absl::EqualsIgnoreCase(e.event.address(), email);
+  };
+  std::vector<storage::QueueStore::EventEntry> page;
+  std::string last;
+  bool more = false;
+  // Filters may skip many events: the work of one request is bounded, and
+  // the cursor resumes after the last event examined.
+  constexpr size_t kMaxExamined = 100000;
+  if (absl::Status s = store_->ScanEvents(content_id, recipient_id, after_key,
+                                          static_cast<size_t>(limit),
+                                          kMaxExamined, keep, &page, &last,
+                                          &more);
+      !s.ok()) {
+    return ErrorResponse(Unavailable(s));
+  }
+  std::string body = "{\"events\":[";
+  for (size_t i = 0; i < page.size(); ++i) {
+    if (i > 0) body.push_back(',');
+    events::AppendEventJson("", page[i].content_id, page[i].recipient_id,
+                            page[i].event, &body);
+  }
+  body.append("],\"next\":");
+  uint64_t cid = 0, rid = 0;
+  uint32_t seq = 0;
+  if (more && storage::DecodeEventKey(last, &cid, &rid, &seq)) {
+    body.push_back('"');
+    storage::AppendIdHex(rid, &body);
+    body.append(storage::IdToHex(seq).substr(8));
+    body.push_back('"');
+  } else {
+    body.append("null");
+  }
+  body.push_back('}');
+  return Json(200, std::move(body));
 }
 
 }  // namespace salvo::api

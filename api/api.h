@@ -5,7 +5,13 @@
 // POST /v1/unsubscribe/{token} (no API key: the signed token is the
 // credential; GET shows a confirmation form and changes nothing).
 // Submissions skip suppressed recipients: not queued, listed in the 201 as
-// "suppressed": [{"email", "entry"}], not counted in "accepted".
+// "suppressed": [{"email", "entry"}], not counted in "accepted"; each gets a
+// recipient id and a SUPPRESSED event. The 201 lists the accepted
+// recipients' ids, "recipients": [{"email", "id"}], for messages and for
+// campaigns of at most kMaxListedRecipients recipients.
+// GET /v1/events?campaign=ID[&recipient=ID][&email=ADDR][&type=a,b]
+// [&limit=N][&after=CURSOR]: the recipient events of the tenant's campaign or
+// message, in order per recipient; {"events": [...], "next": cursor|null}.
 // Scheduling: "send_at" (RFC 3339) makes recipients due then (now if absent
 // or past); "expires_at" (RFC 3339) or "expires_in" (from the due time) ends
 // retries. Streamed campaigns ("stream": true, recipients optional) get
@@ -63,6 +69,7 @@
 #include "engine/config/config.h"
 #include "engine/core/clock.h"
 #include "engine/core/loop.h"
+#include "engine/events/event_log.h"
 #include "engine/metrics/registry.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
@@ -114,6 +121,12 @@ class Api {
 
   static constexpr int64_t kIdempotencyWindowMs = 24ll * 3600 * 1000;
   static constexpr size_t kDefaultUploadChunkRecipients = 10000;
+
+  // The JSON-lines event log that gets each submission's recipient events
+  // after its commit (may be null: no log). Call before serving.
+  void SetEventLog(events::EventLog* log) { event_log_ = log; }
+  // A campaign's 201 lists its recipients' ids up to this many recipients.
+  static constexpr size_t kMaxListedRecipients = 1000;
 
   // Recipients per durable commit of an upload. Call before serving.
   void SetUploadChunkRecipients(size_t n) { upload_chunk_ = n > 0 ? n : 1; }
@@ -189,6 +202,8 @@ class Api {
   using ChunkDone = std::function<void(absl::Status, int64_t, int64_t)>;
   [[nodiscard]] absl::Status CommitUploadChunk(UploadJob& j, size_t n,
                                                ChunkDone done);
+  // GET /v1/events: a page of recipient events (see the header comment).
+  HttpResponse ListEvents(const HttpRequest& req, const std::string& tenant);
   void AddSuppressions(core::Loop& loop, const HttpRequest& req,
                        const std::string& tenant, Responder respond);
   HttpResponse ListSuppressions(const HttpRequest& req,
@@ -214,6 +229,7 @@ class Api {
   std::unique_ptr<storage::SuppressionStore> suppressions_;
   std::unique_ptr<storage::IdempotencyStore> idempotency_;
   std::string unsubscribe_secret_;
+  events::EventLog* event_log_ = nullptr;
   size_t upload_chunk_ = kDefaultUploadChunkRecipients;
   int upload_window_ = kDefaultUploadWindow;
   std::atomic<int64_t> max_buffered_bytes_{0};

@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   so.min_free_bytes = config.spool_min_free_bytes;
   so.unsynced_sync_ms = static_cast<int>(
       absl::ToInt64Milliseconds(config.outcome_sync_interval));
+  so.event_retention_ms = int64_t{config.events_retention_hours} * 3600 * 1000;
   auto store = storage::QueueStore::Open(so);
   if (!store.ok()) return store.status();
   e->store_ = *std::move(store);
@@ -70,6 +71,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
   e->api_->SetUnsubscribeSecret(config.unsubscribe_secret);
   e->api_->SetUploadChunkRecipients(config.upload_chunk_recipients);
   e->api_->SetUploadWindow(config.upload_window);
+  if (!config.events_log_path.empty()) {
+    events::EventLog::Options lo;
+    lo.path = config.events_log_path[0] == '/'
+                  ? config.events_log_path
+                  : absl::StrCat(config.spool_path, "/", config.events_log_path);
+    lo.max_bytes = static_cast<uint64_t>(config.events_log_max_bytes);
+    auto log = events::EventLog::Open(lo, &metrics::Registry::Default());
+    if (!log.ok()) return log.status();
+    e->event_log_ = *std::move(log);
+    e->api_->SetEventLog(e->event_log_.get());
+  }
   absl::Status s = e->StartLoops();
   if (!s.ok()) {
     e->Stop();
@@ -162,6 +174,7 @@ absl::Status Engine::StartLoops() {
     o.tls_domain_policy[absl::AsciiStrToLower(p.domain)] = policy(p.policy);
   }
   o.tls_fallback_ttl = config_.tls_fallback_ttl;
+  o.event_log = event_log_.get();
   o.hygiene.unsubscribe_secret = config_.unsubscribe_secret;
   o.hygiene.unsubscribe_base_url = config_.unsubscribe_base_url;
   o.hygiene.unsubscribe_mailto_domain = config_.unsubscribe_mailto_domain;

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "api/api.h"
+#include "engine/events/event_log.h"
 #include "api/http_server.h"
 #include "engine/config/config.h"
 #include "engine/core/loop.h"
@@ -53,6 +54,8 @@ class Engine : public api::DeliveryHooks {
   void StatsLoop();
 
   const config::Config config_;
+  // Before store_: outlives the commit callbacks that append to it.
+  std::unique_ptr<events::EventLog> event_log_;
   std::unique_ptr<storage::QueueStore> store_;
   std::unique_ptr<delivery::ContentCache> contents_;
   std::unique_ptr<storage::SuppressionStore> suppressions_;

@@ -94,6 +94,39 @@ std::string OutcomeKey(uint64_t content_id, uint64_t id) {
   return out;
 }
 
+absl::string_view EventKey(uint64_t content_id, uint64_t recipient_id,
+                           uint32_t seq, char buf[kEventKeySize]) {
+  buf[0] = 'E';
+  for (int i = 7; i >= 0; --i) {
+    buf[1 + i] = static_cast<char>(content_id);
+    buf[9 + i] = static_cast<char>(recipient_id);
+    content_id >>= 8;
+    recipient_id >>= 8;
+  }
+  for (int i = 3; i >= 0; --i) {
+    buf[17 + i] = static_cast<char>(seq);
+    seq >>= 8;
+  }
+  return absl::string_view(buf, kEventKeySize);
+}
+
+std::string EventKey(uint64_t content_id, uint64_t recipient_id,
+                     uint32_t seq) {
+  char buf[kEventKeySize];
+  return std::string(EventKey(content_id, recipient_id, seq, buf));
+}
+
+bool DecodeEventKey(absl::string_view bytes, uint64_t* content_id,
+                    uint64_t* recipient_id, uint32_t* seq) {
+  if (bytes.size() != kEventKeySize || bytes[0] != 'E') return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  *content_id = GetBig64(p + 1);
+  *recipient_id = GetBig64(p + 9);
+  *seq = (uint32_t{p[17]} << 24) | (uint32_t{p[18]} << 16) |
+         (uint32_t{p[19]} << 8) | p[20];
+  return true;
+}
+
 void AppendIdHex(uint64_t id, std::string* out) {
   static constexpr char kDigits[] = "0123456789abcdef";
   char buf[16];

@@ -39,6 +39,21 @@ std::string CounterKey(uint64_t content_id, uint8_t counter);
 std::string OutcomeKey(uint64_t content_id, uint64_t id);
 std::string ContentStateKey(uint64_t content_id);
 
+// Recipient events: 'E' content_id recipient_id seq (seq = attempt << 8 |
+// state, so a recipient's events sort in the order they happened).
+inline constexpr size_t kEventKeySize = 1 + 8 + 8 + 4;
+inline uint32_t EventSeq(uint32_t attempt, int state) {
+  return (attempt << 8) | (static_cast<uint32_t>(state) & 0xff);
+}
+// Writes the 21-byte key into buf; returns it as a view of buf.
+absl::string_view EventKey(uint64_t content_id, uint64_t recipient_id,
+                           uint32_t seq, char buf[kEventKeySize]);
+std::string EventKey(uint64_t content_id, uint64_t recipient_id, uint32_t seq);
+// False if `bytes` is not an event key.
+[[nodiscard]] bool DecodeEventKey(absl::string_view bytes,
+                                  uint64_t* content_id, uint64_t* recipient_id,
+                                  uint32_t* seq);
+
 // Ids are shown to users as 16 lowercase hex digits; HexToId wants exactly 16
 // (either case).
 std::string IdToHex(uint64_t id);

@@ -28,6 +28,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/cache.h"
+#include "rocksdb/compaction_filter.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
@@ -150,6 +151,49 @@ class PlainFileLogger final : public rocksdb::Logger {
   FILE* const file_;
 };
 
+// Drops recipient events ('E') whose recipient id was minted (ids are
+// ms << 20 + counter) before now - retention. Compaction threads.
+class EventRetentionFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit EventRetentionFilter(int64_t retention_ms)
+      : retention_ms_(retention_ms) {}
+  bool Filter(int /*level*/, const rocksdb::Slice& key,
+              const rocksdb::Slice& /*value*/, std::string* /*new_value*/,
+              bool* /*value_changed*/) const override {
+    uint64_t content_id, recipient_id;
+    uint32_t seq;
+    if (key.size() != kEventKeySize || key[0] != 'E' ||
+        !DecodeEventKey(absl::string_view(key.data(), key.size()),
+                        &content_id, &recipient_id, &seq)) {
+      return false;
+    }
+    const int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    return static_cast<int64_t>(recipient_id >> 20) < now_ms - retention_ms_;
+  }
+  const char* Name() const override { return "salvo.EventRetention"; }
+
+ private:
+  const int64_t retention_ms_;
+};
+
+class EventRetentionFilterFactory final
+    : public rocksdb::CompactionFilterFactory {
+ public:
+  explicit EventRetentionFilterFactory(int64_t retention_ms)
+      : retention_ms_(retention_ms) {}
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& /*context*/) override {
+    return std::make_unique<EventRetentionFilter>(retention_ms_);
+  }
+  const char* Name() const override { return "salvo.EventRetentionFactory"; }
+
+ private:
+  const int64_t retention_ms_;
+};
+
 // Encodes a queue key into a fixed buffer (no allocation on the hot path).
 rocksdb::Slice QueueKeySlice(const QueueKey& key, char buf[kQueueKeySize]) {
   buf[0] = 'Q';
@@ -179,6 +223,14 @@ rocksdb::Slice OutcomeKeySlice(uint64_t content_id, uint64_t id,
   return rocksdb::Slice(buf, 17);
 }
 
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
 // Serialization scratch reused per thread: WriteBatch copies what it is given.
 std::string& Scratch() {
   thread_local std::string scratch;
@@ -197,6 +249,8 @@ StateBatch& StateBatch::operator=(StateBatch&&) noexcept = default;
 void StateBatch::Clear() {
   batch_->Clear();
   deltas_.clear();
+  depth_deltas_.clear();
+  events_.clear();
   ops_ = 0;
 }
 
@@ -223,6 +277,66 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
   batch_->Put(QueueKeySlice(key, kbuf), value);
   Count(rec.content_id(), Counter::kAccepted, 1);
   CountDepth(key, 1);
+  // The ACCEPTED event: address and time only (the ingest path), encoded
+  // by hand in Event's wire format (fields 1, 2, 6) into the reused scratch.
+  event_value_.clear();
+  event_value_.push_back(0x08);  // state
+  event_value_.push_back(static_cast<char>(Event::ACCEPTED));
+  event_value_.push_back(0x10);  // at_ms
+  AppendVarint(static_cast<uint64_t>(rec.accepted_ms()), &event_value_);
+  event_value_.push_back(0x32);  // address
+  AppendVarint(rec.address().size(), &event_value_);
+  event_value_.append(rec.address());
+  char ekey[kEventKeySize];
+  const absl::string_view k =
+      EventKey(rec.content_id(), key.id, EventSeq(0, Event::ACCEPTED), ekey);
+  batch_->Put(rocksdb::Slice(k.data(), k.size()), event_value_);
+  if (collect_events_) {
+    BatchEvent& e = events_.emplace_back();
+    e.content_id = rec.content_id();
+    e.recipient_id = key.id;
+    e.event.set_state(Event::ACCEPTED);
+    e.event.set_at_ms(rec.accepted_ms());
+    e.event.set_address(rec.address());
+  }
+  ++ops_;
+}
+
+void StateBatch::PutEvent(uint64_t content_id, uint64_t recipient_id,
+                          const Event& event) {
+  event.SerializeToString(&event_value_);
+  char kbuf[kEventKeySize];
+  const absl::string_view k = EventKey(
+      content_id, recipient_id,
+      EventSeq(event.attempt(), static_cast<int>(event.state())), kbuf);
+  batch_->Put(rocksdb::Slice(k.data(), k.size()), event_value_);
+  if (collect_events_) events_.push_back({content_id, recipient_id, event});
+}
+
+void StateBatch::PutOutcomeEvent(const QueueKey& key, const Recipient& rec,
+                                 const Outcome& o, Event::State state) {
+  thread_local Event e;  // reused: keeps its strings' capacity
+  e.Clear();
+  e.set_state(state);
+  e.set_at_ms(o.at_ms());
+  e.set_attempt(o.attempts());
+  e.set_remote_host(o.remote_host());
+  e.set_reply(o.reply());
+  e.set_address(o.address().empty() ? rec.address() : o.address());
+  e.set_tls(o.tls());
+  PutEvent(rec.content_id(), key.id, e);
+}
+
+void StateBatch::SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
+                                    absl::string_view address, int64_t at_ms,
+                                    absl::string_view reply) {
+  thread_local Event e;
+  e.Clear();
+  e.set_state(Event::SUPPRESSED);
+  e.set_at_ms(at_ms);
+  e.set_address(address.data(), address.size());
+  e.set_reply(reply.data(), reply.size());
+  PutEvent(content_id, recipient_id, e);
   ++ops_;
 }
 
@@ -251,10 +365,11 @@ void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
 
 void StateBatch::Final(const QueueKey& key, const Recipient& rec,
                        const Outcome& o, Outcome::State state,
-                       Counter counter) {
+                       Counter counter, Event::State event) {
   char kbuf[kQueueKeySize];
   batch_->Delete(QueueKeySlice(key, kbuf));
   PutOutcome(batch_.get(), key, rec, o, state);
+  PutOutcomeEvent(key, rec, o, event);
   Count(rec.content_id(), counter, 1);
   CountDepth(key, -1);
   if (rec.deferred()) Count(rec.content_id(), Counter::kDeferred, -1);
@@ -263,22 +378,29 @@ void StateBatch::Final(const QueueKey& key, const Recipient& rec,
 
 void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
                            const Outcome& o) {
-  Final(key, rec, o, Outcome::DELIVERED, Counter::kDelivered);
+  Final(key, rec, o, Outcome::DELIVERED, Counter::kDelivered,
+        Event::DELIVERED);
 }
 
 void StateBatch::Bounced(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced);
+  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced, Event::BOUNCED);
 }
 
 void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  Final(key, rec, o, Outcome::EXPIRED, Counter::kExpired);
+  Final(key, rec, o, Outcome::EXPIRED, Counter::kExpired, Event::EXPIRED);
 }
 
 void StateBatch::Cancelled(const QueueKey& key, const Recipient& rec,
                            const Outcome& o) {
-  Final(key, rec, o, Outcome::CANCELLED, Counter::kCancelled);
+  Final(key, rec, o, Outcome::CANCELLED, Counter::kCancelled,
+        Event::CANCELLED);
+}
+
+void StateBatch::SuppressedBounce(const QueueKey& key, const Recipient& rec,
+                                  const Outcome& o) {
+  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced, Event::SUPPRESSED);
 }
 
 void StateBatch::SetContentState(uint64_t content_id, ContentState state) {
@@ -314,6 +436,7 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
   moved.SerializeToString(&value);
   batch_->Put(QueueKeySlice(next, kbuf), value);
   PutOutcome(batch_.get(), key, rec, o, Outcome::DEFERRED);
+  PutOutcomeEvent(key, rec, o, Event::DEFERRED);
   ++ops_;
   return next;
 }
@@ -760,6 +883,10 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   options.table_properties_collector_factories.emplace_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window=*/32768,
                                                     /*deletion_trigger=*/8192));
+  if (o.event_retention_ms > 0) {
+    options.compaction_filter_factory =
+        std::make_shared<EventRetentionFilterFactory>(o.event_retention_ms);
+  }
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, o.path, &raw);
@@ -989,6 +1116,58 @@ absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(
     return absl::DataLossError(absl::StrCat("unparsable outcome ", IdToHex(id)));
   }
   return std::optional<Outcome>(std::move(o));
+}
+
+absl::Status QueueStore::ScanEvents(
+    uint64_t content_id, uint64_t recipient_id, absl::string_view after,
+    size_t max, size_t max_examined,
+    const std::function<bool(const EventEntry&)>& keep,
+    std::vector<EventEntry>* out, std::string* last, bool* more) {
+  std::string start(1, 'E');
+  for (int i = 7; i >= 0; --i) start.push_back(static_cast<char>(content_id >> (8 * i)));
+  if (recipient_id != 0) {
+    for (int i = 7; i >= 0; --i) {
+      start.push_back(static_cast<char>(recipient_id >> (8 * i)));
+    }
+  }
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  if (after.empty() || after < absl::string_view(start)) {
+    it->Seek(start);
+  } else {
+    it->Seek(rocksdb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(after.data(), after.size())) {
+      it->Next();
+    }
+  }
+  *more = false;
+  size_t examined = 0;
+  EventEntry entry;
+  for (; it->Valid(); it->Next()) {
+    if (out->size() >= max || examined >= max_examined) {
+      *more = true;
+      break;
+    }
+    ++examined;
+    const rocksdb::Slice k = it->key();
+    last->assign(k.data(), k.size());
+    if (!DecodeEventKey(absl::string_view(k.data(), k.size()),
+                        &entry.content_id, &entry.recipient_id, &entry.seq)) {
+      continue;
+    }
+    if (!entry.event.ParseFromArray(it->value().data(),
+                                    static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("unparsable event of ", IdToHex(entry.recipient_id)));
+    }
+    if (keep && !keep(entry)) continue;
+    out->push_back(entry);
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "scan events");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {

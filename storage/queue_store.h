@@ -9,6 +9,10 @@
 //   'X' content_id:u64                       -> ContentState (1 byte)
 //   'D' shard:u16 lane:u8                    -> int64 (merge-add: entries
 //                                               queued in the lane)
+//   'E' content_id:u64 id:u64 seq:u32        -> Event (recipient events;
+//       seq = attempt << 8 | state; written in the batch of the state change
+//       it describes; dropped by compaction after Options::event_retention_ms
+//       counted from the recipient id's embedded accept time)
 //                                      (storage/suppression_store.h)
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
@@ -119,6 +123,26 @@ class StateBatch {
   // Move without counting an attempt (throttling, shutdown). Returns new key.
   QueueKey Requeue(const QueueKey& key, const Recipient& rec,
                    int64_t new_due_ms);
+  // Suppressed just before delivery: a bounce in every count and in the
+  // outcome, but its event is SUPPRESSED.
+  void SuppressedBounce(const QueueKey& key, const Recipient& rec,
+                        const Outcome& o);
+  // Suppressed at accept: never queued nor counted; only a SUPPRESSED event
+  // under `recipient_id` (a fresh QueueStore::NextId()).
+  void SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
+                          absl::string_view address, int64_t at_ms,
+                          absl::string_view reply);
+
+  // Every op above writes its recipient event ('E') into this batch. With
+  // collection on (the JSON-lines log is enabled), a copy of each is also
+  // kept for TakeEvents(), to hand to the log after the commit succeeded.
+  struct BatchEvent {
+    uint64_t content_id = 0;
+    uint64_t recipient_id = 0;
+    Event event;
+  };
+  void set_collect_events(bool on) { collect_events_ = on; }
+  std::vector<BatchEvent> TakeEvents() { return std::move(events_); }
 
   size_t size() const { return ops_; }
   bool empty() const { return ops_ == 0; }
@@ -134,7 +158,15 @@ class StateBatch {
   void CountDepth(const QueueKey& key, int64_t delta);
   // Delete the entry, record the outcome, count the final state.
   void Final(const QueueKey& key, const Recipient& rec, const Outcome& o,
-             Outcome::State state, Counter counter);
+             Outcome::State state, Counter counter, Event::State event);
+  // Writes the 'E' record of an outcome-bearing op.
+  void PutOutcomeEvent(const QueueKey& key, const Recipient& rec,
+                       const Outcome& o, Event::State state);
+  void PutEvent(uint64_t content_id, uint64_t recipient_id,
+                const Event& event);
+  std::string event_value_;  // serialization scratch, reused
+  bool collect_events_ = false;
+  std::vector<BatchEvent> events_;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   absl::flat_hash_map<std::pair<uint64_t, uint8_t>, int64_t> deltas_;
   absl::flat_hash_map<uint32_t, int64_t> depth_deltas_;  // shard << 8 | lane
@@ -172,6 +204,9 @@ class QueueStore {
     // PowerLossFileSystem (storage/fault_env.h). nullptr: the default Env.
     // Must outlive the store.
     rocksdb::Env* env = nullptr;
+    // Recipient events ('E') older than this, counted from the recipient
+    // id's accept time, are dropped by compaction. 0: kept forever.
+    int64_t event_retention_ms = 0;
   };
 
   // How often an unhealthy store retries recovery.
@@ -218,6 +253,24 @@ class QueueStore {
   absl::StatusOr<ContentState> GetContentState(uint64_t content_id);
   absl::StatusOr<std::optional<Outcome>> GetOutcome(uint64_t content_id,
                                                     uint64_t id);
+  // Recipient events of `content_id` (only of `recipient_id` when it is not
+  // 0) in key order, strictly after the event key `after` (empty: from the
+  // start). Appends to *out those `keep` accepts (null: all) until it holds
+  // `max`; examines at most `max_examined` keys. *last is the last key
+  // examined (the cursor of the next page); *more tells whether any key of
+  // the range may follow it.
+  struct EventEntry {
+    uint64_t content_id = 0;
+    uint64_t recipient_id = 0;
+    uint32_t seq = 0;
+    Event event;
+  };
+  [[nodiscard]] absl::Status ScanEvents(
+      uint64_t content_id, uint64_t recipient_id, absl::string_view after,
+      size_t max, size_t max_examined,
+      const std::function<bool(const EventEntry&)>& keep,
+      std::vector<EventEntry>* out, std::string* last, bool* more);
+
   // Number of queue entries in a shard (all lanes); O(entries). For tools.
   absl::StatusOr<int64_t> CountQueued(uint16_t shard);
   // Exact number of queue entries in a shard (all lanes) from the 'D'

@@ -111,6 +111,12 @@ struct Config {
   std::string unsubscribe_mailto_domain;
   std::string bounce_domain;
 
+  // [events]: recipient events ('E' records) and their JSON-lines log.
+  int events_retention_hours = 168;
+  // Relative paths are under spool_path; "" disables the log.
+  std::string events_log_path = "events.jsonl";
+  int64_t events_log_max_bytes = 1ll << 30;  // then renamed to <path>.1
+
   // [[api_keys]]: key -> tenant
   absl::flat_hash_map<std::string, std::string> api_keys;
 };

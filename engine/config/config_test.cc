@@ -28,6 +28,7 @@ const std::vector<std::string> kKeys = {
     "tls.policy", "tls.fallback_ttl", "hygiene.unsubscribe_secret",
     "hygiene.unsubscribe_base_url", "hygiene.unsubscribe_mailto_domain",
     "hygiene.bounce_domain",
+    "events.retention_hours", "events.log_path", "events.log_max_bytes",
     "limits.max_request_bytes", "limits.max_message_bytes",
     "limits.max_recipients_per_message", "limits.upload_chunk_recipients",
     "limits.upload_window",
@@ -70,6 +71,9 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"unsubscribe_base_url", c.unsubscribe_base_url},
       {"unsubscribe_mailto_domain", c.unsubscribe_mailto_domain},
       {"bounce_domain", c.bounce_domain},
+      {"events_retention_hours", absl::StrCat(c.events_retention_hours)},
+      {"events_log_path", c.events_log_path},
+      {"events_log_max_bytes", absl::StrCat(c.events_log_max_bytes)},
       {"max_request_bytes", absl::StrCat(c.max_request_bytes)},
       {"max_message_bytes", absl::StrCat(c.max_message_bytes)},
       {"max_recipients_per_message",
@@ -200,6 +204,7 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     if (key == "tls.policy") value = "required";
     if (key == "hygiene.unsubscribe_base_url") value = "https://x.example";
     if (absl::StartsWith(key, "hygiene.") && value == "7") value = "x";
+    if (key == "events.log_path") value = "x.jsonl";
     absl::Status s = ApplyOverride(key + "=" + value, &c);
     ASSERT_TRUE(s.ok()) << key << ": " << s;
     auto before = Fields(defaults), after = Fields(c);

@@ -105,6 +105,7 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
   iteration_end_->core = this;
   // Never what keeps the loop running.
   uv_unref(reinterpret_cast<uv_handle_t*>(&iteration_end_->check));
+  batch_.set_collect_events(options_.event_log != nullptr);
   cursors_.resize(options_.shards.size());
   for (size_t i = 0; i < options_.shards.size(); ++i) {
     shard_index_[options_.shards[i]] = i;
@@ -675,6 +676,7 @@ bool DeliveryCore::Suppressed(Destination* d, const CachedContent& c,
                                                  job.rec.address(), &match);
   if (!hit.ok() || !*hit) return false;
   // Suppressed after it was accepted: never sent.
+  job.suppressed = true;
   Finish(d, std::move(job),
          LocalReply(550, "5.7.1",
                     absl::StrCat("recipient is on the suppression list (",
@@ -763,7 +765,11 @@ void DeliveryCore::Record(Destination* d, Job&& job, Final kind,
       break;
     case Final::kBounced:
       outcome.set_state(storage::Outcome::BOUNCED);
-      batch_.Bounced(job.key, job.rec, outcome);
+      if (job.suppressed) {
+        batch_.SuppressedBounce(job.key, job.rec, outcome);
+      } else {
+        batch_.Bounced(job.key, job.rec, outcome);
+      }
       break;
     case Final::kExpired:
       outcome.set_state(storage::Outcome::EXPIRED);
@@ -795,7 +801,9 @@ void DeliveryCore::OnIterationEnd() {
   in_iteration_end_ = false;
   if (written_.empty()) return;
   finishing_items_.swap(written_);
-  OnCommitted(finishing_items_, absl::OkStatus());
+  std::vector<storage::StateBatch::BatchEvent> events;
+  events.swap(written_events_);
+  OnCommitted(finishing_items_, absl::OkStatus(), std::move(events));
   finishing_items_.clear();
 }
 
@@ -811,6 +819,9 @@ void DeliveryCore::Flush() {
                       batch_items_.end());
     }
     batch_items_.clear();
+    if (options_.event_log != nullptr) {
+      for (auto& e : batch_.TakeEvents()) written_events_.push_back(std::move(e));
+    }
     batch_.Clear();
     // Outside OnIterationEnd (a big batch, a sweep, shutdown): make sure an
     // iteration end follows even if the loop would otherwise sleep.
@@ -821,6 +832,9 @@ void DeliveryCore::Flush() {
   }
   storage::StateBatch batch = std::move(batch_);
   batch_ = storage::StateBatch();
+  batch_.set_collect_events(options_.event_log != nullptr);
+  auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
+      batch.TakeEvents());
   auto items = std::make_shared<std::vector<Pending>>(std::move(batch_items_));
   batch_items_.clear();
   ++commits_outstanding_;
@@ -828,16 +842,35 @@ void DeliveryCore::Flush() {
   // Outcomes need no fsync: losing one after a power cut means the
   // recipient is tried again (at-least-once), never lost.
   store_->Commit(std::move(batch), /*durable=*/false,
-                 [this, loop, items](absl::Status s) {
-                   loop->Post([this, items, s] {
-                     OnCommitted(*items, s);
+                 [this, loop, items, events](absl::Status s) {
+                   loop->Post([this, items, events, s] {
+                     OnCommitted(*items, s, std::move(*events));
                    });
                  });
 }
 
-void DeliveryCore::OnCommitted(const std::vector<Pending>& done,
-                               const absl::Status& s) {
+void DeliveryCore::LogEvents(
+    std::vector<storage::StateBatch::BatchEvent> events) {
+  absl::flat_hash_map<std::string,
+                      std::vector<storage::StateBatch::BatchEvent>>
+      by_tenant;
+  for (auto& e : events) {
+    auto content = contents_->Get(e.content_id);
+    by_tenant[content.ok() ? (*content)->content.tenant() : std::string()]
+        .push_back(std::move(e));
+  }
+  for (auto& [tenant, list] : by_tenant) {
+    options_.event_log->Append(tenant, std::move(list));
+  }
+}
+
+void DeliveryCore::OnCommitted(
+    const std::vector<Pending>& done, const absl::Status& s,
+    std::vector<storage::StateBatch::BatchEvent> events) {
   --commits_outstanding_;
+  if (s.ok() && options_.event_log != nullptr && !events.empty()) {
+    LogEvents(std::move(events));
+  }
   if (!s.ok()) {
     std::fprintf(stderr,
                  "salvo: committing %zu outcomes failed: %s (they stay queued "

@@ -42,6 +42,7 @@
 #include "engine/delivery/content_cache.h"
 #include "engine/dkim/dkim_signer.h"
 #include "engine/dns/mx_resolver.h"
+#include "engine/events/event_log.h"
 #include "engine/hygiene/list_unsubscribe.h"
 #include "engine/metrics/registry.h"
 #include "engine/pool/connection_pool.h"
@@ -83,6 +84,8 @@ class DeliveryCore : public pool::PoolDelegate {
     hygiene::HygieneOptions hygiene;
     // Checked just before each delivery (may be null; not owned).
     const storage::SuppressionStore* suppressions = nullptr;
+    // Gets each committed outcome's recipient event (may be null; not owned).
+    events::EventLog* event_log = nullptr;
   };
 
   DeliveryCore(core::Loop& loop, const Options& options,
@@ -128,6 +131,7 @@ class DeliveryCore : public pool::PoolDelegate {
     storage::QueueKey key;
     storage::Recipient rec;
     int session_failures = 0;  // this lease: 421s / dropped sessions
+    bool suppressed = false;   // bounced because the tenant suppressed it
   };
   struct Destination;
   struct PoolState {
@@ -181,7 +185,10 @@ class DeliveryCore : public pool::PoolDelegate {
   void Flush();
   // Loop iteration end (uv_check_t): flush, then finish what was written.
   void OnIterationEnd();
-  void OnCommitted(const std::vector<Pending>& done, const absl::Status& s);
+  void OnCommitted(const std::vector<Pending>& done, const absl::Status& s,
+                   std::vector<storage::StateBatch::BatchEvent> events);
+  // Hands committed events to options_.event_log, grouped by tenant.
+  void LogEvents(std::vector<storage::StateBatch::BatchEvent> events);
   void MaybeFinishShutdown();
 
   core::Loop& loop_;
@@ -212,6 +219,8 @@ class DeliveryCore : public pool::PoolDelegate {
   struct IterationEnd;             // uv_check_t owner, freed on close
   IterationEnd* iteration_end_;
   std::vector<Pending> written_;   // written by Flush, not yet finished
+  // Events of written_, logged by OnIterationEnd.
+  std::vector<storage::StateBatch::BatchEvent> written_events_;
   std::vector<Pending> finishing_items_;  // reused by OnIterationEnd
   bool in_iteration_end_ = false;
 
