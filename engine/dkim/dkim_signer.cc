@@ -1,5 +1,6 @@
-// DkimSigner and DkimSigners: key loading (BoringSSL), the signature header
-// and its folding, streaming hashes. See dkim_signer.h.
+// DkimSigner and DkimSigners: key loading and RSA (BoringSSL), Ed25519
+// (libsodium), the signature header and its folding, streaming hashes.
+// See dkim_signer.h.
 #include "engine/dkim/dkim_signer.h"
 
 #include <openssl/base64.h>
