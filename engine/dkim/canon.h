@@ -9,6 +9,10 @@
 
 #include <cstddef>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/strings/string_view.h"
 
 namespace salvo::dkim {
@@ -60,20 +64,55 @@ inline absl::string_view NextLine(absl::string_view s, size_t pos,
   return s.substr(pos, end - pos);
 }
 
+// True when the line `s` holds a TAB or two SPs in a row, i.e. needs WSP
+// compression. One SSE2 pass, 16 bytes a step, where available (a search for
+// "  " stops at every SP of the text).
+inline bool HasTabOrDoubleSpace(absl::string_view s) {
+  const char* p = s.data();
+  const size_t n = s.size();
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(' ');
+  const __m128i tab = _mm_set1_epi8('\t');
+  for (; i + 17 <= n; i += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 1));
+    __m128i hit = _mm_or_si128(
+        _mm_cmpeq_epi8(a, tab),
+        _mm_and_si128(_mm_cmpeq_epi8(a, space), _mm_cmpeq_epi8(b, space)));
+    if (_mm_movemask_epi8(hit) != 0) return true;
+  }
+#endif
+  for (; i < n; ++i) {
+    if (p[i] == '\t') return true;
+    if (p[i] == ' ' && i + 1 < n && p[i + 1] == ' ') return true;
+  }
+  return false;
+}
+
 // Appends `text` with WSP runs written as one SP (the caller has already
-// removed WSP at the ends it must not keep).
+// removed WSP at the ends it must not keep). Copies through a stack buffer,
+// so a line full of words costs a few Append calls, not one per word.
 template <typename Sink>
 void AppendCompressed(absl::string_view text, Sink& sink) {
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && !IsWsp(text[i])) ++i;
-    if (i > start) sink.Append(text.substr(start, i - start));
-    if (i < text.size()) {
-      sink.Append(" ");
-      while (i < text.size() && IsWsp(text[i])) ++i;
+  char buf[256];
+  size_t n = 0;
+  bool in_wsp = false;
+  for (char c : text) {
+    if (IsWsp(c)) {
+      if (in_wsp) continue;
+      in_wsp = true;
+      c = ' ';
+    } else {
+      in_wsp = false;
+    }
+    buf[n++] = c;
+    if (n == sizeof(buf)) {
+      sink.Append(absl::string_view(buf, n));
+      n = 0;
     }
   }
+  if (n > 0) sink.Append(absl::string_view(buf, n));
 }
 
 }  // namespace canon_internal
@@ -173,8 +212,7 @@ void CanonicalizeBodyRelaxed(absl::string_view body, Sink& sink) {
       continue;
     }
     for (; empty_lines > 0; --empty_lines) sink.Append("\r\n");
-    if (line.find('\t') == absl::string_view::npos &&
-        line.find("  ") == absl::string_view::npos) {
+    if (!canon_internal::HasTabOrDoubleSpace(line)) {
       // Nothing to compress (the common case): the line as it stands, with
       // its CRLF when the input has one right after it, in one call.
       const char* end = line.data() + line.size();

