@@ -945,8 +945,9 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   }
 
   // Everything is valid: build the one batch.
-  const storage::Lane lane =
-      transactional ? storage::Lane::kTransactional : storage::Lane::kBulk;
+  // Bulk mail goes to the tenant's bucket (fair sharing between tenants).
+  const storage::Lane lane = transactional ? storage::Lane::kTransactional
+                                           : storage::BulkLaneFor(tenant);
   storage::StateBatch batch;
   batch.PutContent(content);
   std::vector<bool> shard_used(store_->num_shards());
@@ -1181,7 +1182,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   storage::StateBatch batch;
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
-  key.lane = storage::Lane::kBulk;
+  key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -1242,7 +1243,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
         if (j.accepted_counter != nullptr) j.accepted_counter->Inc(accepted);
         if (hooks != nullptr) {
           for (uint16_t shard : shards) {
-            hooks->OnEnqueued(shard, storage::Lane::kBulk, j.due);
+            hooks->OnEnqueued(shard, storage::BulkLaneFor(j.tenant), j.due);
           }
         }
         if (last) {
