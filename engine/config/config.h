@@ -72,7 +72,8 @@ struct Config {
   absl::Duration data_block_timeout = absl::Minutes(3);
   absl::Duration data_end_timeout = absl::Minutes(10);
   int max_in_flight_per_loop = 20000;   // recipients leased into memory
-  int max_ready_per_domain = 5000;
+  int max_ready_per_domain = 5000;      // per destination and lane
+  int bulk_quantum = 128;  // deficit round robin between tenants' bulk
 
   // [retry]
   absl::Duration retry_initial = absl::Minutes(1);
