@@ -99,6 +99,7 @@ absl::Status Engine::StartLoops() {
   o.max_recipients_per_transaction = config_.max_recipients_per_transaction;
   o.hostname = config_.hostname;
   o.pool.max_connections = config_.max_connections_per_host;
+  o.pool.reserved_connections = config_.reserved_connections;
   o.pool.max_messages_per_connection = config_.max_messages_per_connection;
   o.pool.idle_timeout = config_.idle_timeout;
   o.pool.session.helo_name = config_.hostname;

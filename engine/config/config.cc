@@ -268,6 +268,8 @@ const std::vector<Key>& Keys() {
        Int(&Config::max_in_flight_per_loop, 1, "a positive integer")},
       {"delivery", "max_ready_per_domain",
        Int(&Config::max_ready_per_domain, 1, "a positive integer")},
+      {"delivery", "reserved_connections",
+       Int(&Config::reserved_connections, 0, "an integer >= 0")},
       {"delivery", "bulk_quantum",
        Int(&Config::bulk_quantum, 1, "a positive integer")},
       {"retry", "initial", Duration(&Config::retry_initial)},

@@ -58,6 +58,7 @@ struct Config {
   // [delivery]
   uint16_t smtp_port = 25;                // port of MX hosts found in DNS
   int max_connections_per_host = 16;      // per loop
+  int reserved_connections = 1;  // per host and loop, transactional only
   int max_messages_per_connection = 1000;
   // Recipients of identical (non-personalized) content per transaction.
   int max_recipients_per_transaction = 50;

@@ -241,6 +241,9 @@ void DeliveryCore::Scan() {
   for (size_t i = 0; i < options_.shards.size() && !scan_starved_; ++i) {
     ScanLane(i, storage::Lane::kTransactional, kScanBatch, now, &touched);
   }
+  // Transactional work goes to the pools before the bulk scan's reads.
+  for (Destination* d : touched) Kick(d);
+  touched.clear();
   for (size_t i = 0; i < options_.shards.size() && !scan_starved_; ++i) {
     ScanBulkFair(i, now, &touched);
   }
@@ -268,9 +271,15 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
     return 0;
   }
   const size_t got = scan_entries_.size();
+  scan_requeued_ = 0;
   for (auto& e : scan_entries_) Admit(std::move(e), now, touched);
   if (got < want) {
     lanes_[i].idle[l] = true;  // nothing more due until a Wake or the tick
+  } else if (scan_requeued_ * 2 > got) {
+    // Mostly destinations that are full: read on at the next tick rather
+    // than at once, or the whole backlog churns through requeues while the
+    // ready queues drain.
+    lanes_[i].idle[l] = true;
   } else {
     ScheduleScan(0);  // more may be due
   }
@@ -351,6 +360,7 @@ void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
     // This destination has enough in memory: look again later, without
     // counting an attempt.
     int64_t due = now_ms + absl::ToInt64Milliseconds(options_.throttle_requeue);
+    ++scan_requeued_;
     Record(d, std::move(job), Final::kRequeued, storage::Outcome(), due);
     return;
   }
@@ -806,6 +816,38 @@ void DeliveryCore::OnCommitted(std::vector<Pending> done, const absl::Status& s)
   in_flight_gauge_->Set(in_flight_);
   if (scan_starved_) ScheduleScan(0);
   MaybeFinishShutdown();
+}
+
+bool DeliveryCore::TakePriorityWork(pool::ConnectionPool& pool,
+                                    pool::PoolWork* work) {
+  if (shutting_down_) return false;
+  auto sit = pool_states_.find(&pool);
+  if (sit == pool_states_.end()) return false;
+  PoolState* ps = sit->second;
+  // Destinations stay in `wanting` (TakeWork drops the empty ones).
+  for (size_t k = 0; k < ps->wanting.size(); ++k) {
+    Destination* d = ps->wanting[k];
+    while (d->pool == ps && !d->transactional.empty()) {
+      Job job = d->PopFrom(d->transactional);
+      if (BuildWork(d, std::move(job), pool.endpoint().ToString(), work)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+int DeliveryCore::PriorityWaiting(const pool::ConnectionPool& pool) {
+  if (shutting_down_) return 0;
+  auto it = pool_states_.find(&pool);
+  if (it == pool_states_.end()) return 0;
+  int waiting = 0;
+  for (const Destination* w : it->second->wanting) {
+    if (w->pool == it->second) {
+      waiting += static_cast<int>(w->transactional.size());
+    }
+  }
+  return waiting;
 }
 
 void DeliveryCore::OnEndpointDown(pool::ConnectionPool& pool,

@@ -101,6 +101,10 @@ class DeliveryCore : public pool::PoolDelegate {
   // PoolDelegate.
   bool TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) override;
   int Waiting(const pool::ConnectionPool& pool) override;
+  // Transactional jobs only (the pool's reserved session).
+  bool TakePriorityWork(pool::ConnectionPool& pool,
+                        pool::PoolWork* work) override;
+  int PriorityWaiting(const pool::ConnectionPool& pool) override;
   void OnEndpointDown(pool::ConnectionPool& pool,
                       const smtp::Reply& why) override;
 
@@ -185,6 +189,7 @@ class DeliveryCore : public pool::PoolDelegate {
   std::vector<LaneState> lanes_;
   std::vector<storage::QueueEntry> scan_entries_;  // reused by ScanLane
   int64_t wake_at_ms_ = 0;  // when wake_timer_ fires, if armed
+  size_t scan_requeued_ = 0;  // requeued by Admit during one ScanLane
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
   absl::flat_hash_set<uint64_t> leased_;
   int in_flight_ = 0;
