@@ -79,6 +79,33 @@ class FairnessTest(unittest.TestCase):
                 print(f"beta done with alpha at {a}")
                 self.assertEqual(s.stop(), 0)
 
+    def test_transactional_mail_gets_the_reserved_connection(self):
+        # One bulk connection allowed, each message 0.5 s at the peer: a
+        # transactional message must not wait for the bulk campaign's
+        # connection; it goes over the reserved one (a second connection).
+        with peers.FakeSmtp(delays={".": 0.5}, record_data=False) as fake:
+            over = {"routes": f'[{{domain="*", host="127.0.0.1", '
+                              f'port={fake.port}}}]',
+                    "delivery.max_connections_per_host": 1,
+                    "delivery.reserved_connections": 1,
+                    "delivery.idle_timeout": "30s"}
+            with Salvo(os.path.join(self.work, "spool"), over,
+                       log_path=os.path.join(self.work, "salvo.log")) as s:
+                bulk = s.submit_campaign(build_campaign(40, [DOMAIN], 300))
+                s.wait_settled(bulk, timeout=60, want_delivered=1, poll=0.02)
+                status, body = s.request("POST", "/v1/messages", {
+                    "from": "app@shop.salvo.test", "to": [f"code@{DOMAIN}"],
+                    "subject": "Code", "text": "123456\n"})
+                self.assertEqual(status, 201, body)
+                s.wait_settled(body["id"], timeout=30, want_delivered=1,
+                               poll=0.02)
+                b = s.counts(bulk)
+                # 40 bulk messages take 20 s on one connection; the
+                # transactional one was delivered long before.
+                self.assertLess(b["delivered"], 20, b)
+                self.assertEqual(len(fake.events("connect")), 2)
+                self.assertEqual(s.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
