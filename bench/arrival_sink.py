@@ -51,7 +51,8 @@ async def session(reader, writer, tag):
                         sys.stdout.flush()
                 rcpt = None
                 write(b"250 2.0.0 Ok: queued\r\n")
-                await writer.drain()
+                if writer.transport.get_write_buffer_size() > 65536:
+                    await writer.drain()
             elif verb in (b"EHLO", b"HELO"):
                 write(b"250-arrival-sink\r\n250-PIPELINING\r\n"
                       b"250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n")
