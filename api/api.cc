@@ -1063,8 +1063,9 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   }
 
   // Everything is valid: build the one batch.
-  const storage::Lane lane =
-      transactional ? storage::Lane::kTransactional : storage::Lane::kBulk;
+  // Bulk mail goes to the tenant's bucket (fair sharing between tenants).
+  const storage::Lane lane = transactional ? storage::Lane::kTransactional
+                                           : storage::BulkLaneFor(tenant);
   storage::StateBatch batch;
   batch.set_collect_events(event_log_ != nullptr);
   batch.PutContent(content);
@@ -1338,7 +1339,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   batch.set_collect_events(event_log_ != nullptr);
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
-  key.lane = storage::Lane::kBulk;
+  key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -1409,7 +1410,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
         }
         if (hooks != nullptr) {
           for (uint16_t shard : shards) {
-            hooks->OnEnqueued(shard, storage::Lane::kBulk, j.due);
+            hooks->OnEnqueued(shard, storage::BulkLaneFor(j.tenant), j.due);
           }
         }
         if (last) {
@@ -1458,13 +1459,18 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
     return s;
   }
   storage::StateBatch batch;
+  batch.set_collect_events(event_log_ != nullptr);
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
-  key.lane = storage::Lane::kBulk;
+  key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
   for (size_t i = 0; i < n; ++i) {
     if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
+      batch.SuppressedAtAccept(
+          j.content.id(), store_->NextId(), j.recs[i].address(), j.now,
+          absl::StrCat("suppressed at accept (", j.hits[next_hit].second,
+                       ")"));
       ++next_hit;
       continue;
     }
@@ -1486,15 +1492,20 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
   DeliveryHooks* hooks = hooks_;
   metrics::Counter* counter = j.accepted_counter;
   const int64_t due = j.due;
+  const storage::Lane lane = key.lane;
+  auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
+      batch.TakeEvents());
   store_->Commit(std::move(batch), /*durable=*/true,
-                 [hooks, counter, due, shards = std::move(shards), accepted,
-                  suppressed, done = std::move(done)](absl::Status s) {
+                 [hooks, counter, due, lane, shards = std::move(shards),
+                  accepted, suppressed, events, log = event_log_,
+                  tenant = j.tenant, done = std::move(done)](absl::Status s) {
                    // Committer thread.
                    if (s.ok()) {
                      if (counter != nullptr) counter->Inc(accepted);
+                     if (log != nullptr) log->Append(tenant, std::move(*events));
                      if (hooks != nullptr) {
                        for (uint16_t shard : shards) {
-                         hooks->OnEnqueued(shard, storage::Lane::kBulk, due);
+                         hooks->OnEnqueued(shard, lane, due);
                        }
                      }
                    }

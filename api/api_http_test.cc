@@ -119,7 +119,7 @@ TEST_F(ApiHttpTest, CampaignOfThousandRecipientsWithCurl) {
     want.insert(store_->ShardForDomain(absl::StrCat("d", i, ".example.com")));
   }
   for (const auto& [shard, lane, due] : hooks_.calls()) {
-    EXPECT_EQ(lane, storage::Lane::kBulk);
+    EXPECT_EQ(lane, storage::BulkLaneFor("tenant1"));
     EXPECT_EQ(due, clock_.NowMillis());
     EXPECT_TRUE(got.insert(shard).second);
   }

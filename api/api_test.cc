@@ -82,7 +82,7 @@ TEST_F(ApiTest, CampaignIsQueuedAndReported) {
                              store_->ShardForDomain("example.org")};
   std::set<uint16_t> got;
   for (const auto& [shard, lane, due] : hooks_.calls()) {
-    EXPECT_EQ(lane, storage::Lane::kBulk);
+    EXPECT_EQ(lane, storage::BulkLaneFor("tenant1"));
     EXPECT_EQ(due, clock_.NowMillis());
     EXPECT_TRUE(got.insert(shard).second) << "shard reported twice";
   }
@@ -93,7 +93,7 @@ TEST_F(ApiTest, CampaignIsQueuedAndReported) {
   std::vector<storage::QueueEntry> entries;
   ASSERT_TRUE(store_
                   ->ScanDue(store_->ShardForDomain("example.org"),
-                            storage::Lane::kBulk, clock_.NowMillis(), 10,
+                            storage::BulkLaneFor("tenant1"), clock_.NowMillis(), 10,
                             &cursor, &entries)
                   .ok());
   ASSERT_EQ(entries.size(), 1u);

@@ -60,15 +60,17 @@ class IntakeTest : public ApiFixture {
     return c.Read();
   }
 
-  // Bulk entries due at or before now_ms, over all shards.
+  // Bulk entries due at or before now_ms, over all shards and buckets.
   std::vector<storage::QueueEntry> Due(int64_t now_ms) {
     std::vector<storage::QueueEntry> all, page;
     for (int s = 0; s < store_->num_shards(); ++s) {
-      std::string cursor;
-      EXPECT_TRUE(store_->ScanDue(s, storage::Lane::kBulk, now_ms, 1000,
-                                  &cursor, &page)
-                      .ok());
-      all.insert(all.end(), page.begin(), page.end());
+      for (int lane = 1; lane < storage::kNumLanes; ++lane) {
+        std::string cursor;
+        EXPECT_TRUE(store_->ScanDue(s, static_cast<storage::Lane>(lane),
+                                    now_ms, 1000, &cursor, &page)
+                        .ok());
+        all.insert(all.end(), page.begin(), page.end());
+      }
     }
     return all;
   }

@@ -112,9 +112,11 @@ absl::Status Engine::StartLoops() {
   delivery::DeliveryCore::Options o;
   o.max_in_flight = config_.max_in_flight_per_loop;
   o.max_ready_per_domain = config_.max_ready_per_domain;
+  o.bulk_quantum = config_.bulk_quantum;
   o.max_recipients_per_transaction = config_.max_recipients_per_transaction;
   o.hostname = config_.hostname;
   o.pool.max_connections = config_.max_connections_per_host;
+  o.pool.reserved_connections = config_.reserved_connections;
   o.pool.max_messages_per_connection = config_.max_messages_per_connection;
   o.pool.idle_timeout = config_.idle_timeout;
   o.pool.session.helo_name = config_.hostname;

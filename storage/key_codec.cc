@@ -56,6 +56,15 @@ bool DecodeQueueKey(absl::string_view bytes, QueueKey* key) {
   return true;
 }
 
+Lane BulkLaneFor(absl::string_view tenant) {
+  uint32_t h = 2166136261u;  // FNV-1a, 32 bit
+  for (char c : tenant) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 16777619u;
+  }
+  return static_cast<Lane>(1 + h % kBulkClasses);
+}
+
 std::string QueueLanePrefix(uint16_t shard, Lane lane) {
   std::string out;
   out.push_back('Q');

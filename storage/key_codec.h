@@ -9,8 +9,18 @@
 
 namespace salvo::storage {
 
+// The lane byte of a queue key is a class: 0 is transactional (always served
+// first), 1..kBulkClasses are bulk buckets chosen by a stable hash of the
+// tenant, so tenants sharing a destination get separate cursors and ready
+// queues (tenants that collide share a bucket). kBulk (1) is the first bucket,
+// which keeps keys written before buckets existed readable.
 enum class Lane : uint8_t { kTransactional = 0, kBulk = 1 };
-inline constexpr int kNumLanes = 2;
+inline constexpr int kBulkClasses = 8;
+inline constexpr int kNumLanes = 1 + kBulkClasses;
+inline bool IsBulk(Lane lane) { return lane != Lane::kTransactional; }
+// The bulk bucket of a tenant: 1 + fnv1a(tenant) % kBulkClasses. Stable
+// across versions and restarts (it is part of stored keys).
+Lane BulkLaneFor(absl::string_view tenant);
 
 struct QueueKey {
   uint16_t shard = 0;

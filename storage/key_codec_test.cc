@@ -1,6 +1,9 @@
 // Tests of the key codec: round trips, and byte order equals numeric order.
 #include "storage/key_codec.h"
 
+#include <set>
+#include <string>
+
 #include <random>
 
 #include "gtest/gtest.h"
@@ -37,7 +40,7 @@ TEST(KeyCodecTest, RejectsNonQueueKeys) {
   EXPECT_FALSE(DecodeQueueKey(ContentKey(1), &key));
   std::string bytes = EncodeQueueKey(QueueKey{1, Lane::kBulk, 2, 3});
   EXPECT_FALSE(DecodeQueueKey(bytes.substr(1), &key));
-  bytes[3] = 7;  // no such lane
+  bytes[3] = kNumLanes;  // no such lane
   EXPECT_FALSE(DecodeQueueKey(bytes, &key));
   bytes[3] = 1;
   bytes[0] = 'C';
@@ -88,6 +91,23 @@ TEST(KeyCodecTest, OtherKeysHaveDistinctPrefixesAndOrder) {
   EXPECT_LT(CounterKey(1, 5), CounterKey(2, 0));
   EXPECT_LT(OutcomeKey(255, ~0ull), OutcomeKey(256, 0));
   EXPECT_NE(CounterKey(1, 0), CounterKey(1, 1));
+}
+
+TEST(KeyCodecTest, BulkLaneForIsStableAndSpreadsTenants) {
+  // Stored keys depend on these values: they must never change.
+  EXPECT_EQ(BulkLaneFor("default"), BulkLaneFor("default"));
+  std::set<int> seen;
+  for (int i = 0; i < 64; ++i) {
+    Lane lane = BulkLaneFor("tenant-" + std::to_string(i));
+    EXPECT_TRUE(IsBulk(lane));
+    EXPECT_LT(static_cast<int>(lane), kNumLanes);
+    seen.insert(static_cast<int>(lane));
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kBulkClasses));
+  // A bucket's key decodes back to the same bucket.
+  QueueKey key{9, BulkLaneFor("b"), 5, 6}, back;
+  ASSERT_TRUE(DecodeQueueKey(EncodeQueueKey(key), &back));
+  EXPECT_EQ(back, key);
 }
 
 TEST(KeyCodecTest, HexIds) {

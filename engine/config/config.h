@@ -63,6 +63,7 @@ struct Config {
   // [delivery]
   uint16_t smtp_port = 25;                // port of MX hosts found in DNS
   int max_connections_per_host = 16;      // per loop
+  int reserved_connections = 1;  // per host and loop, transactional only
   int max_messages_per_connection = 1000;
   // Recipients of identical (non-personalized) content per transaction.
   int max_recipients_per_transaction = 50;
@@ -77,7 +78,8 @@ struct Config {
   absl::Duration data_block_timeout = absl::Minutes(3);
   absl::Duration data_end_timeout = absl::Minutes(10);
   int max_in_flight_per_loop = 20000;   // recipients leased into memory
-  int max_ready_per_domain = 5000;
+  int max_ready_per_domain = 5000;      // per destination and lane
+  int bulk_quantum = 128;  // deficit round robin between tenants' bulk
   // Compiled contents kept in memory (least recently used goes first).
   int content_cache_entries = 10000;
 

@@ -63,22 +63,52 @@ absl::string_view DomainOf(absl::string_view address) {
 
 struct DeliveryCore::Destination {
   std::string domain;
+  // Ready queues by lane: transactional, then one per bulk class (tenant
+  // bucket), served by round robin (every job costs one recipient, so
+  // deficit round robin with a one-recipient quantum).
   std::deque<Job> transactional;
-  std::deque<Job> bulk;
+  std::array<std::deque<Job>, storage::kBulkClasses> bulk;
+  size_t bulk_size = 0;
+  int next_bulk = 0;  // the bulk class served next
   enum class MxState { kNone, kResolving, kReady } mx_state = MxState::kNone;
   dns::MxResult mx;
   PoolState* pool = nullptr;  // the endpoint currently used
   bool on_pool_queue = false;
   std::array<metrics::Counter*, kNumResults> results{};
 
-  size_t size() const { return transactional.size() + bulk.size(); }
-  bool empty() const { return transactional.empty() && bulk.empty(); }
-  Job Pop() {
-    // Transactional mail never waits behind a bulk campaign.
-    std::deque<Job>& q = transactional.empty() ? bulk : transactional;
+  size_t size() const { return transactional.size() + bulk_size; }
+  bool empty() const { return transactional.empty() && bulk_size == 0; }
+  std::deque<Job>& QueueFor(storage::Lane lane) {
+    return lane == storage::Lane::kTransactional
+               ? transactional
+               : bulk[static_cast<int>(lane) - 1];
+  }
+  void Push(Job&& job, bool front) {
+    if (storage::IsBulk(job.key.lane)) ++bulk_size;
+    std::deque<Job>& q = QueueFor(job.key.lane);
+    if (front) {
+      q.push_front(std::move(job));
+    } else {
+      q.push_back(std::move(job));
+    }
+  }
+  // Takes the front of a lane's queue (which must not be empty).
+  Job PopFrom(std::deque<Job>& q) {
+    if (&q != &transactional) --bulk_size;
     Job j = std::move(q.front());
     q.pop_front();
     return j;
+  }
+  Job Pop() {
+    // Transactional mail never waits behind a bulk campaign.
+    if (!transactional.empty()) return PopFrom(transactional);
+    for (int i = 0; i < storage::kBulkClasses; ++i) {
+      int c = (next_bulk + i) % storage::kBulkClasses;
+      if (bulk[c].empty()) continue;
+      next_bulk = (c + 1) % storage::kBulkClasses;
+      return PopFrom(bulk[c]);
+    }
+    return PopFrom(transactional);  // unreachable when !empty()
   }
 };
 
@@ -107,6 +137,7 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
   uv_unref(reinterpret_cast<uv_handle_t*>(&iteration_end_->check));
   batch_.set_collect_events(options_.event_log != nullptr);
   cursors_.resize(options_.shards.size());
+  lanes_.resize(options_.shards.size());
   for (size_t i = 0; i < options_.shards.size(); ++i) {
     shard_index_[options_.shards[i]] = i;
   }
@@ -140,7 +171,15 @@ void DeliveryCore::Start() {
   resolver_ = dns::MxResolver::Create(loop_, options_.dns, clock_);
   uint64_t ms = std::max<int64_t>(
       1, absl::ToInt64Milliseconds(options_.scan_interval));
-  tick_timer_.Start(ms, [this] { Scan(); }, ms);
+  tick_timer_.Start(
+      ms,
+      [this] {
+        // Lanes found empty are looked at again every tick (entries that
+        // became due with time).
+        for (LaneState& ls : lanes_) ls.idle.fill(false);
+        Scan();
+      },
+      ms);
   uv_check_start(&iteration_end_->check, [](uv_check_t* c) {
     auto* h = static_cast<IterationEnd*>(c->data);
     if (h->core != nullptr) h->core->OnIterationEnd();
@@ -150,13 +189,18 @@ void DeliveryCore::Start() {
 
 void DeliveryCore::ScheduleScan(uint64_t delay_ms) {
   if (shutting_down_) return;
-  if (wake_timer_.armed()) return;
+  const int64_t at = clock_.NowMillis() + static_cast<int64_t>(delay_ms);
+  // An earlier wake-up replaces a later one (a transactional message must
+  // not wait for a requeue's wake-up seconds away).
+  if (wake_timer_.armed() && wake_at_ms_ <= at) return;
+  wake_at_ms_ = at;
   wake_timer_.Start(delay_ms, [this] { Scan(); });
 }
 
 void DeliveryCore::Wake(uint16_t shard, storage::Lane lane, int64_t due_ms) {
   auto it = shard_index_.find(shard);
   if (it == shard_index_.end()) return;
+  lanes_[it->second].idle[static_cast<int>(lane)] = false;
   std::string& cursor = cursors_[it->second][static_cast<int>(lane)];
   storage::QueueKey at;
   if (!cursor.empty() && storage::DecodeQueueKey(cursor, &at) &&
@@ -173,6 +217,7 @@ void DeliveryCore::Rewind() {
   for (auto& lanes : cursors_) {
     for (std::string& cursor : lanes) cursor.clear();
   }
+  for (LaneState& ls : lanes_) ls.idle.fill(false);
   ScheduleScan(0);
 }
 
@@ -303,30 +348,87 @@ void DeliveryCore::Scan() {
   if (shutting_down_) return;
   const int64_t now = clock_.NowMillis();
   std::vector<Destination*> touched;
-  std::vector<storage::QueueEntry> entries;
   scan_starved_ = false;
-  for (int lane = 0; lane < storage::kNumLanes && !scan_starved_; ++lane) {
-    for (size_t i = 0; i < options_.shards.size(); ++i) {
-      int budget = options_.max_in_flight - in_flight_;
-      if (budget <= 0) {
-        scan_starved_ = true;
-        break;
-      }
-      entries.clear();
-      absl::Status s = store_->ScanDue(
-          options_.shards[i], static_cast<storage::Lane>(lane), now,
-          std::min<size_t>(budget, kScanBatch), &cursors_[i][lane], &entries);
-      if (!s.ok()) {
-        std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
-                     options_.shards[i], s.ToString().c_str());
-        continue;
-      }
-      for (auto& e : entries) Admit(std::move(e), now, &touched);
-      if (entries.size() == kScanBatch) ScheduleScan(0);  // more is due
-    }
+  // The transactional lane of every shard strictly first.
+  for (size_t i = 0; i < options_.shards.size() && !scan_starved_; ++i) {
+    ScanLane(i, storage::Lane::kTransactional, kScanBatch, now, &touched);
+  }
+  // Transactional work goes to the pools before the bulk scan's reads.
+  for (Destination* d : touched) Kick(d);
+  touched.clear();
+  for (size_t i = 0; i < options_.shards.size() && !scan_starved_; ++i) {
+    ScanBulkFair(i, now, &touched);
   }
   for (Destination* d : touched) Kick(d);
   in_flight_gauge_->Set(in_flight_);
+}
+
+int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
+                           int64_t now, std::vector<Destination*>* touched) {
+  const int l = static_cast<int>(lane);
+  if (lanes_[i].idle[l]) return 0;
+  int budget = options_.max_in_flight - in_flight_;
+  if (budget <= 0) {
+    scan_starved_ = true;
+    return 0;
+  }
+  const size_t want = std::min<size_t>({static_cast<size_t>(budget), max,
+                                        kScanBatch});
+  scan_entries_.clear();
+  absl::Status s = store_->ScanDue(options_.shards[i], lane, now, want,
+                                   &cursors_[i][l], &scan_entries_);
+  if (!s.ok()) {
+    std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
+                 options_.shards[i], s.ToString().c_str());
+    return 0;
+  }
+  const size_t got = scan_entries_.size();
+  scan_requeued_ = 0;
+  for (auto& e : scan_entries_) Admit(std::move(e), now, touched);
+  if (got < want) {
+    lanes_[i].idle[l] = true;  // nothing more due until a Wake or the tick
+  } else if (scan_requeued_ * 2 > got) {
+    // Mostly destinations that are full: read on at the next tick rather
+    // than at once, or the whole backlog churns through requeues while the
+    // ready queues drain.
+    lanes_[i].idle[l] = true;
+  } else {
+    ScheduleScan(0);  // more may be due
+  }
+  return static_cast<int>(got);
+}
+
+void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
+                                std::vector<Destination*>* touched) {
+  // Deficit round robin over the bulk classes of the shard, the quantum in
+  // recipients; a class keeps its turn across scans until its deficit is
+  // spent, and a class with nothing due loses what it had left.
+  LaneState& ls = lanes_[i];
+  const int quantum = std::max(1, options_.bulk_quantum);
+  size_t scanned = 0;
+  for (int visits = 0; visits < 4 * storage::kBulkClasses; ++visits) {
+    bool any = false;
+    for (int c = 0; c < storage::kBulkClasses; ++c) {
+      if (!ls.idle[1 + c]) any = true;
+    }
+    if (!any || scanned >= kScanBatch) break;
+    const int c = ls.next_bulk;
+    if (ls.idle[1 + c]) {
+      ls.deficit[c] = 0;
+      ls.next_bulk = (c + 1) % storage::kBulkClasses;
+      continue;
+    }
+    if (ls.deficit[c] <= 0) ls.deficit[c] += quantum;
+    const int got = ScanLane(i, static_cast<storage::Lane>(1 + c),
+                             static_cast<size_t>(ls.deficit[c]), now, touched);
+    if (scan_starved_) return;  // out of budget: the class keeps its turn
+    scanned += static_cast<size_t>(got);
+    ls.deficit[c] -= got;
+    if (ls.idle[1 + c]) ls.deficit[c] = 0;
+    if (ls.deficit[c] <= 0 || ls.idle[1 + c]) {
+      ls.next_bulk = (c + 1) % storage::kBulkClasses;
+    }
+  }
 }
 
 void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
@@ -365,19 +467,17 @@ void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
     Record(d, std::move(job), Final::kExpired, o, -1);
     return;
   }
-  if (static_cast<int>(d->size()) >= options_.max_ready_per_domain) {
+  if (static_cast<int>(d->QueueFor(entry.key.lane).size()) >=
+      options_.max_ready_per_domain) {
     // This destination has enough in memory: look again later, without
     // counting an attempt.
     int64_t due = now_ms + absl::ToInt64Milliseconds(options_.throttle_requeue);
+    ++scan_requeued_;
     Record(d, std::move(job), Final::kRequeued, storage::Outcome(), due);
     return;
   }
   bool was_empty = d->empty();
-  if (job.key.lane == storage::Lane::kTransactional) {
-    d->transactional.push_back(std::move(job));
-  } else {
-    d->bulk.push_back(std::move(job));
-  }
+  d->Push(std::move(job), /*front=*/false);
   if (was_empty) touched->push_back(d);
 }
 
@@ -573,15 +673,12 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
   std::vector<Job> group;
   group.push_back(std::move(job));
   if (c.content.transactional() && c.compiled->fields().empty()) {
-    std::deque<Job>& q = group[0].key.lane == storage::Lane::kTransactional
-                             ? d->transactional
-                             : d->bulk;
+    std::deque<Job>& q = d->QueueFor(group[0].key.lane);
     while (static_cast<int>(group.size()) <
                options_.max_recipients_per_transaction &&
            !q.empty() &&
            q.front().rec.content_id() == group[0].rec.content_id()) {
-      Job next = std::move(q.front());
-      q.pop_front();
+      Job next = d->PopFrom(q);
       if (!Suppressed(d, c, next)) group.push_back(std::move(next));
     }
   }
@@ -707,11 +804,7 @@ void DeliveryCore::OnResult(uint64_t job_id, PoolState* ps,
       ++job.session_failures <= options_.max_session_failures) {
     // Session scope: this connection (a 421: this MX for a while) failed,
     // not the message. Try again on another session or the next MX.
-    if (job.key.lane == storage::Lane::kTransactional) {
-      d->transactional.push_front(std::move(job));
-    } else {
-      d->bulk.push_front(std::move(job));
-    }
+    d->Push(std::move(job), /*front=*/true);
     if (reply.code == 421 && !reply.synthetic && ps != nullptr &&
         !ps->pool->down()) {
       // Every destination waiting on this MX moves on, not only this one.
@@ -892,6 +985,38 @@ void DeliveryCore::OnCommitted(
   MaybeFinishShutdown();
 }
 
+bool DeliveryCore::TakePriorityWork(pool::ConnectionPool& pool,
+                                    pool::PoolWork* work) {
+  if (shutting_down_) return false;
+  auto sit = pool_states_.find(&pool);
+  if (sit == pool_states_.end()) return false;
+  PoolState* ps = sit->second;
+  // Destinations stay in `wanting` (TakeWork drops the empty ones).
+  for (size_t k = 0; k < ps->wanting.size(); ++k) {
+    Destination* d = ps->wanting[k];
+    while (d->pool == ps && !d->transactional.empty()) {
+      Job job = d->PopFrom(d->transactional);
+      if (BuildWork(d, std::move(job), pool.endpoint().ToString(), work)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+int DeliveryCore::PriorityWaiting(const pool::ConnectionPool& pool) {
+  if (shutting_down_) return 0;
+  auto it = pool_states_.find(&pool);
+  if (it == pool_states_.end()) return 0;
+  int waiting = 0;
+  for (const Destination* w : it->second->wanting) {
+    if (w->pool == it->second) {
+      waiting += static_cast<int>(w->transactional.size());
+    }
+  }
+  return waiting;
+}
+
 void DeliveryCore::OnEndpointDown(pool::ConnectionPool& pool,
                                   const smtp::Reply& why) {
   auto sit = pool_states_.find(&pool);
@@ -922,14 +1047,16 @@ void DeliveryCore::Shutdown(std::function<void()> done) {
   wake_timer_.Stop();
   // Recipients waiting in memory stay queued in storage as they are.
   for (auto& [name, d] : dests_) {
-    for (std::deque<Job>* q : {&d->transactional, &d->bulk}) {
-      for (Job& j : *q) {
+    for (int lane = 0; lane < storage::kNumLanes; ++lane) {
+      std::deque<Job>& q = d->QueueFor(static_cast<storage::Lane>(lane));
+      for (Job& j : q) {
         leased_.erase(j.key.id);
         in_flight_table_->Add(j.rec.content_id(), -1);
         --in_flight_;
       }
-      q->clear();
+      q.clear();
     }
+    d->bulk_size = 0;
   }
   pools_draining_ = static_cast<int>(pools_.size());
   for (auto& [key, ps] : pools_) {

@@ -59,7 +59,12 @@ class DeliveryCore : public pool::PoolDelegate {
   struct Options {
     std::vector<uint16_t> shards;  // the shards this loop owns
     int max_in_flight = 20000;
+    // Ready in memory per destination and lane (transactional, and each
+    // bulk class), so one tenant's campaign cannot fill another's room.
     int max_ready_per_domain = 5000;
+    // Deficit round robin quantum (recipients) of a bulk class's turn at
+    // the lease budget of a shard.
+    int bulk_quantum = 128;
     std::string hostname = "localhost";  // Message-ID right-hand side
     pool::ConnectionPool::Options pool;
     sched::RetrySchedule::Options retry;
@@ -123,6 +128,10 @@ class DeliveryCore : public pool::PoolDelegate {
   // PoolDelegate.
   bool TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) override;
   int Waiting(const pool::ConnectionPool& pool) override;
+  // Transactional jobs only (the pool's reserved session).
+  bool TakePriorityWork(pool::ConnectionPool& pool,
+                        pool::PoolWork* work) override;
+  int PriorityWaiting(const pool::ConnectionPool& pool) override;
   void OnEndpointDown(pool::ConnectionPool& pool,
                       const smtp::Reply& why) override;
 
@@ -160,6 +169,13 @@ class DeliveryCore : public pool::PoolDelegate {
                              storage::Lane lane, const absl::Status& s);
 
   void Scan();
+  // Leases up to `max` due entries of (owned shard i, lane); returns how
+  // many were read. Marks the lane idle when it ran dry.
+  int ScanLane(size_t i, storage::Lane lane, size_t max, int64_t now,
+               std::vector<Destination*>* touched);
+  // Hands the lease budget to the bulk classes of shard i by deficit round
+  // robin (Options::bulk_quantum recipients per turn).
+  void ScanBulkFair(size_t i, int64_t now, std::vector<Destination*>* touched);
   void ScheduleScan(uint64_t delay_ms);
   void Admit(storage::QueueEntry&& entry, int64_t now_ms,
              std::vector<Destination*>* touched);
@@ -203,6 +219,17 @@ class DeliveryCore : public pool::PoolDelegate {
 
   // Cursor per (owned shard index, lane).
   std::vector<std::array<std::string, storage::kNumLanes>> cursors_;
+  // Per owned shard: lanes known to have nothing due (until a Wake or the
+  // tick), and the deficit round robin state of its bulk classes.
+  struct LaneState {
+    std::array<bool, storage::kNumLanes> idle{};
+    std::array<int, storage::kBulkClasses> deficit{};
+    int next_bulk = 0;
+  };
+  std::vector<LaneState> lanes_;
+  std::vector<storage::QueueEntry> scan_entries_;  // reused by ScanLane
+  int64_t wake_at_ms_ = 0;  // when wake_timer_ fires, if armed
+  size_t scan_requeued_ = 0;  // requeued by Admit during one ScanLane
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
   absl::flat_hash_set<uint64_t> leased_;
   int in_flight_ = 0;

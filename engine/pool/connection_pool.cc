@@ -32,11 +32,23 @@ ConnectionPool::~ConnectionPool() {
 
 int ConnectionPool::open() const {
   return static_cast<int>(connecting_.size() + idle_.size() + busy_.size() +
-                          draining_.size());
+                          draining_.size() + standby_.size());
 }
 
 void ConnectionPool::Pump(int waiting) {
   if (draining_all_) return;
+  // Priority work first, on a reserved session.
+  if (options_.reserved_connections > 0) {
+    while (!standby_.empty() && Dispatch(standby_.front().get())) {
+    }
+    if (standby_.empty() && !down() &&
+        reserved_open_ < options_.reserved_connections &&
+        delegate_->PriorityWaiting(*this) > 0) {
+      bool connecting = false;
+      for (auto& s : connecting_) connecting |= where_[s.get()].reserved;
+      if (!connecting) OpenSession(/*reserved=*/true);
+    }
+  }
   // Idle sessions first.
   while (waiting > 0 && !idle_.empty()) {
     smtp::Session* s = idle_.front().get();
@@ -46,13 +58,13 @@ void ConnectionPool::Pump(int waiting) {
   if (down()) return;
   // Sessions being set up will pick up work when ready.
   int want = waiting - static_cast<int>(connecting_.size());
-  while (want > 0 && open() < options_.max_connections) {
+  while (want > 0 && open() - reserved_open_ < options_.max_connections) {
     OpenSession();
     --want;
   }
 }
 
-void ConnectionPool::OpenSession() {
+void ConnectionPool::OpenSession(bool reserved) {
   smtp::Session::Callbacks cb;
   cb.on_ready = [this](smtp::Session* s) { OnReady(s); };
   cb.on_closed = [this](smtp::Session* s, const smtp::Reply& why) {
@@ -68,7 +80,8 @@ void ConnectionPool::OpenSession() {
   smtp::Session* raw = session.get();
   connecting_.push_back(std::move(session));
   where_[raw] = Where{&connecting_, std::prev(connecting_.end()),
-                      absl::InfinitePast(), false};
+                      absl::InfinitePast(), false, reserved};
+  if (reserved) ++reserved_open_;
   if (on_open_change) on_open_change(+1);
   raw->Connect();
 }
@@ -88,7 +101,11 @@ bool ConnectionPool::Dispatch(smtp::Session* s) {
     return true;  // the caller may go on with other sessions
   }
   PoolWork work;
-  if (!delegate_->TakeWork(*this, &work)) return false;
+  const bool reserved = where_[s].reserved;
+  if (reserved ? !delegate_->TakePriorityWork(*this, &work)
+               : !delegate_->TakeWork(*this, &work)) {
+    return false;
+  }
   MoveTo(s, &busy_);
   s->Send(std::move(work.txn),
           [s, done = std::move(work.done)](smtp::TransactionResult result) {
@@ -103,7 +120,7 @@ void ConnectionPool::OnReady(smtp::Session* s) {
   if (it == where_.end()) return;
   it->second.ever_ready = true;
   if (it->second.list == &draining_) return;
-  MoveTo(s, &idle_);
+  MoveTo(s, it->second.reserved ? &standby_ : &idle_);
   it->second.idle_since = clock_.Now();
   if (draining_all_) {
     MoveTo(s, &draining_);
@@ -123,14 +140,16 @@ void ConnectionPool::OnReady(smtp::Session* s) {
 void ConnectionPool::SweepIdle() {
   absl::Time cutoff = clock_.Now() - options_.idle_timeout;
   std::vector<smtp::Session*> expired;
-  for (auto& s : idle_) {
-    if (where_[s.get()].idle_since <= cutoff) expired.push_back(s.get());
+  for (List* l : {&idle_, &standby_}) {
+    for (auto& s : *l) {
+      if (where_[s.get()].idle_since <= cutoff) expired.push_back(s.get());
+    }
   }
   for (smtp::Session* s : expired) {
     MoveTo(s, &draining_);
     s->Quit();
   }
-  if (idle_.empty()) sweep_timer_.Stop();
+  if (idle_.empty() && standby_.empty()) sweep_timer_.Stop();
 }
 
 void ConnectionPool::OnClosed(smtp::Session* s, const smtp::Reply& why) {
@@ -138,6 +157,7 @@ void ConnectionPool::OnClosed(smtp::Session* s, const smtp::Reply& why) {
   if (it == where_.end()) return;
   Where w = it->second;
   where_.erase(it);
+  if (w.reserved) --reserved_open_;
   std::unique_ptr<smtp::Session> owned = std::move(*w.it);
   w.list->erase(w.it);
   loop_.DeferDelete(std::make_unique<DeadSession>(std::move(owned)));
@@ -170,6 +190,7 @@ void ConnectionPool::Drain(std::function<void()> done) {
   sweep_timer_.Stop();
   std::vector<smtp::Session*> to_quit;
   for (auto& s : idle_) to_quit.push_back(s.get());
+  for (auto& s : standby_) to_quit.push_back(s.get());
   for (smtp::Session* s : to_quit) {
     MoveTo(s, &draining_);
     s->Quit();
@@ -184,7 +205,7 @@ void ConnectionPool::AbortAll() {
   draining_all_ = true;
   sweep_timer_.Stop();
   std::vector<smtp::Session*> all;
-  for (List* l : {&connecting_, &idle_, &busy_, &draining_}) {
+  for (List* l : {&connecting_, &idle_, &busy_, &draining_, &standby_}) {
     for (auto& s : *l) all.push_back(s.get());
   }
   for (smtp::Session* s : all) {

@@ -36,6 +36,17 @@ class PoolDelegate {
   virtual bool TakeWork(ConnectionPool& pool, PoolWork* work) = 0;
   // How many jobs wait for `pool` (to replace sessions that closed).
   virtual int Waiting(const ConnectionPool& pool) = 0;
+  // Priority (transactional) work only, for a reserved session; by default
+  // there is none.
+  virtual bool TakePriorityWork(ConnectionPool& pool, PoolWork* work) {
+    (void)pool;
+    (void)work;
+    return false;
+  }
+  virtual int PriorityWaiting(const ConnectionPool& pool) {
+    (void)pool;
+    return 0;
+  }
   // A connection could not be set up (connect, greeting or EHLO failed) and
   // the endpoint is now marked down until pool.down_until().
   virtual void OnEndpointDown(ConnectionPool& pool, const smtp::Reply& why) = 0;
@@ -45,6 +56,10 @@ class ConnectionPool {
  public:
   struct Options {
     int max_connections = 16;
+    // Sessions beyond max_connections that carry priority work only
+    // (TakePriorityWork), so transactional mail does not wait for a bulk
+    // transaction to finish. Idle ones wait in standby_.
+    int reserved_connections = 0;
     int max_messages_per_connection = 1000;
     absl::Duration idle_timeout = absl::Seconds(5);
     absl::Duration down_time = absl::Seconds(60);  // after a failed connect
@@ -90,9 +105,10 @@ class ConnectionPool {
     List::iterator it;
     absl::Time idle_since;
     bool ever_ready = false;
+    bool reserved = false;
   };
 
-  void OpenSession();
+  void OpenSession(bool reserved = false);
   void OnReady(smtp::Session* s);
   void OnClosed(smtp::Session* s, const smtp::Reply& why);
   void MoveTo(smtp::Session* s, List* to);
@@ -107,6 +123,8 @@ class ConnectionPool {
   PoolDelegate* const delegate_;
   const core::Clock& clock_;
   List connecting_, idle_, busy_, draining_;
+  List standby_;  // idle reserved sessions
+  int reserved_open_ = 0;
   absl::flat_hash_map<smtp::Session*, Where> where_;
   absl::Time down_until_ = absl::InfinitePast();
   core::Timer sweep_timer_;
