@@ -49,8 +49,8 @@ class EventsApiTest : public ApiFixture {
   // The queue entry of recipient `id`.
   storage::QueueEntry Find(uint64_t id) {
     for (int s = 0; s < store_->num_shards(); ++s) {
-      for (storage::Lane lane :
-           {storage::Lane::kTransactional, storage::Lane::kBulk}) {
+      for (int l = 0; l < storage::kNumLanes; ++l) {
+        const auto lane = static_cast<storage::Lane>(l);
         std::vector<storage::QueueEntry> out;
         std::string cursor;
         EXPECT_TRUE(store_

@@ -182,15 +182,17 @@ TEST_F(RescheduleApiTest, CancelledOrFinishedIs409PausedStaysPaused) {
   ASSERT_TRUE(storage::HexToId(done, &content_id));
   storage::StateBatch batch;
   for (int s = 0; s < store_->num_shards(); ++s) {
-    std::string cursor;
-    std::vector<storage::QueueEntry> entries;
-    ASSERT_TRUE(store_
-                    ->ScanDue(s, storage::Lane::kBulk, clock_.NowMillis(), 100,
-                              &cursor, &entries)
-                    .ok());
-    for (const auto& e : entries) {
-      if (e.rec.content_id() == content_id) {
-        batch.Delivered(e.key, e.rec, storage::Outcome());
+    for (int l = 0; l < storage::kNumLanes; ++l) {
+      std::string cursor;
+      std::vector<storage::QueueEntry> entries;
+      ASSERT_TRUE(store_
+                      ->ScanDue(s, static_cast<storage::Lane>(l),
+                                clock_.NowMillis(), 100, &cursor, &entries)
+                      .ok());
+      for (const auto& e : entries) {
+        if (e.rec.content_id() == content_id) {
+          batch.Delivered(e.key, e.rec, storage::Outcome());
+        }
       }
     }
   }
