@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -65,9 +66,11 @@ void EventLog::Append(absl::string_view tenant,
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_ &&
         queued_events_ + events.size() <= options_.max_queued_events) {
+      const bool wake = queued_events_ < kWakeEvents &&
+                        queued_events_ + events.size() >= kWakeEvents;
       queued_events_ += events.size();
       queue_.push_back(Group{std::string(tenant), std::move(events)});
-      cv_.notify_one();
+      if (wake) cv_.notify_one();
       return;
     }
   }
@@ -76,27 +79,35 @@ void EventLog::Append(absl::string_view tenant,
 
 void EventLog::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
+  drain_wanted_ = true;
+  cv_.notify_one();
   drained_cv_.wait(lock, [this] { return queue_.empty() && !writing_; });
 }
 
 void EventLog::Run() {
   std::string buf;
+  std::deque<Group> round;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) break;  // stop_ and nothing left
-    Group group = std::move(queue_.front());
-    queue_.pop_front();
-    queued_events_ -= group.events.size();
+    cv_.wait_for(lock, std::chrono::milliseconds(kWriteIntervalMs), [this] {
+      return stop_ || drain_wanted_ || queued_events_ >= kWakeEvents;
+    });
+    drain_wanted_ = false;
+    if (queue_.empty()) {
+      drained_cv_.notify_all();
+      if (stop_) break;
+      continue;
+    }
+    round.swap(queue_);
+    queued_events_ = 0;
     writing_ = true;
     lock.unlock();
-    Write(group, &buf);
+    for (const Group& group : round) Write(group, &buf);
+    round.clear();
+    if (file_ != nullptr) std::fflush(file_);
     lock.lock();
     writing_ = false;
-    if (queue_.empty()) {
-      if (file_ != nullptr) std::fflush(file_);
-      drained_cv_.notify_all();
-    }
+    if (queue_.empty()) drained_cv_.notify_all();
   }
   drained_cv_.notify_all();
 }

@@ -8,6 +8,10 @@
 //      (event_json.h, with "tenant") appended to Options::path by one writer
 //      thread. A bounded queue: when it is full, Append drops the events and
 //      counts them (salvo_events_log_dropped_total) instead of blocking.
+// The writer works in rounds: it wakes every kWriteIntervalMs, or sooner when
+// kWakeEvents are queued or someone Drain()s, writes everything queued and
+// flushes once (a wake-up and a write(2) per committed batch cost the loops
+// a third of their throughput).
 // Rotation: a line that would take the file past max_bytes first renames
 // it to <path>.1 (replacing an older one) and starts a new file.
 #ifndef SALVO_ENGINE_EVENTS_EVENT_LOG_H_
@@ -37,6 +41,8 @@ inline constexpr absl::string_view kEventsLogDroppedTotal =
 
 class EventLog {
  public:
+  static constexpr int kWriteIntervalMs = 100;
+  static constexpr size_t kWakeEvents = 16384;
   struct Options {
     std::string path;
     uint64_t max_bytes = 1ull << 30;
@@ -78,6 +84,7 @@ class EventLog {
   std::condition_variable drained_cv_;
   std::deque<Group> queue_;
   size_t queued_events_ = 0;
+  bool drain_wanted_ = false;
   bool writing_ = false;
   bool stop_ = false;
   std::thread writer_;
