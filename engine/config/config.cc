@@ -306,6 +306,8 @@ const std::vector<Key>& Keys() {
               "\"required_verify\"",
               ValidTlsPolicy)},
       {"tls", "fallback_ttl", Duration(&Config::tls_fallback_ttl)},
+      {"tls", "ca_file",
+       String(&Config::tls_ca_file, "\"\" or a PEM file path", AnyString)},
       {"hygiene", "unsubscribe_secret",
        String(&Config::unsubscribe_secret, "a string", AnyString)},
       {"hygiene", "unsubscribe_base_url",

@@ -105,6 +105,9 @@ struct Config {
   absl::Duration tls_fallback_ttl = absl::Hours(1);  // plaintext after a
                                                      // failed opportunistic
                                                      // handshake
+  // PEM trust anchors for required_verify; "" = the system CA store. The
+  // engine refuses to start when the file cannot be loaded.
+  std::string tls_ca_file;
   std::vector<TlsDomainPolicy> tls_policies;  // [[tls_policies]]
 
   // [hygiene]: one-click unsubscribe and VERP (empty: off).

@@ -25,7 +25,7 @@ const std::vector<std::string> kKeys = {
     "server.http_listen", "server.loops", "server.hostname",
     "spool.path", "spool.shards", "spool.sync", "spool.min_free_bytes",
     "spool.outcome_sync_interval",
-    "tls.policy", "tls.fallback_ttl", "hygiene.unsubscribe_secret",
+    "tls.policy", "tls.fallback_ttl", "tls.ca_file", "hygiene.unsubscribe_secret",
     "hygiene.unsubscribe_base_url", "hygiene.unsubscribe_mailto_domain",
     "hygiene.bounce_domain",
     "events.retention_hours", "events.log_path", "events.log_max_bytes",
@@ -69,6 +69,7 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"outcome_sync_interval", Str(c.outcome_sync_interval)},
       {"tls_policy", c.tls_policy},
       {"tls_fallback_ttl", Str(c.tls_fallback_ttl)},
+      {"tls_ca_file", c.tls_ca_file},
       {"unsubscribe_secret", c.unsubscribe_secret},
       {"unsubscribe_base_url", c.unsubscribe_base_url},
       {"unsubscribe_mailto_domain", c.unsubscribe_mailto_domain},
@@ -206,6 +207,7 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     if (key == "server.hostname" || key == "spool.path") value = "x";
     if (key == "dns.servers") value = "127.0.0.1:5353";
     if (key == "tls.policy") value = "required";
+    if (key == "tls.ca_file") value = "ca.pem";
     if (key == "hygiene.unsubscribe_base_url") value = "https://x.example";
     if (absl::StartsWith(key, "hygiene.") && value == "7") value = "x";
     if (key == "events.log_path") value = "x.jsonl";
