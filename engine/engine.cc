@@ -176,6 +176,19 @@ absl::Status Engine::StartLoops() {
     o.tls_domain_policy[absl::AsciiStrToLower(p.domain)] = policy(p.policy);
   }
   o.tls_fallback_ttl = config_.tls_fallback_ttl;
+  // One TLS client context per loop (its own session cache), made here so a
+  // bad [tls] ca_file stops the start with a clear error.
+  std::vector<std::shared_ptr<smtp::TlsClientContext>> tls_contexts(n);
+  if (!config_.tls_ca_file.empty()) {
+    for (auto& tc : tls_contexts) {
+      auto c = smtp::TlsClientContext::Create(config_.tls_ca_file);
+      if (!c.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tls.ca_file: ", c.status().message()));
+      }
+      tc = std::move(*c);
+    }
+  }
   o.event_log = event_log_.get();
   o.hygiene.unsubscribe_secret = config_.unsubscribe_secret;
   o.hygiene.unsubscribe_base_url = config_.unsubscribe_base_url;
@@ -187,6 +200,7 @@ absl::Status Engine::StartLoops() {
   for (int i = 0; i < n; ++i) {
     core::Loop& loop = loops_->at(i);
     delivery::DeliveryCore::Options oi = o;
+    oi.tls_context = tls_contexts[i];
     for (int shard = i; shard < store_->num_shards(); shard += n) {
       oi.shards.push_back(static_cast<uint16_t>(shard));
     }

@@ -584,9 +584,14 @@ DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
   }
   for (const dns::MxHost& host : d->mx.hosts) {
     for (const sockaddr_storage& addr : host.addrs) {
-      // One pool per address and TLS policy.
+      // One pool per address and TLS policy; with required_verify also per
+      // MX name, which the certificate must match (a connection verified
+      // for one name never carries mail for another).
       std::string key =
           absl::StrCat(AddressKey(addr), "/", smtp::TlsPolicyName(policy));
+      if (policy == smtp::TlsPolicy::kRequiredVerify) {
+        absl::StrAppend(&key, "/", host.name);
+      }
       auto it = pools_.find(key);
       if (it == pools_.end()) {
         smtp::Endpoint ep;
@@ -594,6 +599,7 @@ DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
         ep.host_name = host.name;
         pool::ConnectionPool::Options po = options_.pool;
         po.session.tls.policy = policy;
+        po.session.tls.context = options_.tls_context.get();
         po.tls_fallback = &tls_fallback_;
         auto ps = std::make_unique<PoolState>();
         ps->pool = std::make_unique<pool::ConnectionPool>(loop_, po, ep, this,
@@ -830,7 +836,8 @@ void DeliveryCore::Finish(Destination* d, Job&& job, const smtp::Reply& reply,
   o.set_content_id(job.rec.content_id());
   if (tls != nullptr && tls->active) {
     o.set_tls(absl::StrCat(tls->version, " ", tls->cipher,
-                           tls->verified ? " verified" : ""));
+                           tls->verified ? " verified" : "",
+                           tls->resumed ? " resumed" : ""));
   }
   if (reply.IsPositive()) {
     latency_->Observe(static_cast<double>(now - job.rec.accepted_ms()) / 1000.0);

@@ -85,6 +85,9 @@ class DeliveryCore : public pool::PoolDelegate {
     smtp::TlsPolicy tls_policy = smtp::TlsPolicy::kOpportunistic;
     absl::flat_hash_map<std::string, smtp::TlsPolicy> tls_domain_policy;
     absl::Duration tls_fallback_ttl = absl::Hours(1);
+    // This loop's TLS client context ([tls] ca_file, session cache); null:
+    // the loop thread's default (system CA store).
+    std::shared_ptr<smtp::TlsClientContext> tls_context;
     // List-Unsubscribe for campaign mail, VERP return paths.
     hygiene::HygieneOptions hygiene;
     // Checked just before each delivery (may be null; not owned).
