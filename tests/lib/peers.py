@@ -12,6 +12,8 @@ Single-threaded test code only. Set SALVO_KEEP_PEERS=1 to keep temp dirs.
   with peers.Dnsmasq(mx={"example.com": [(10, "mx.example.com")]},
                      a={"mx.example.com": "127.0.0.1"}) as dns: dns.server
   with peers.FakeSmtp() as fake: ...; fake.messages(); fake.events("reply")
+  ca = peers.TestCa(tmpdir); PostfixSmtpd(tls=True,
+                                          tls_chain=ca.issue(["mx.x.test"]))
 """
 
 import atexit
@@ -336,14 +338,18 @@ class PostfixSmtpd(_Peer):
     from 127.0.0.0/8; "yes" would only normalize it),
     strict_rfc821_envelopes = yes, smtpd_helo_required = yes.
     tls=True: STARTTLS offered (security level may) with a self-signed cert
-    made by the openssl CLI; .cert_file is its path. main_cf={k: v} overrides.
+    made by the openssl CLI; .cert_file is its path. tls_chain=(key, cert)
+    PEM paths (e.g. from TestCa.issue) serve that certificate instead.
+    main_cf={k: v} overrides.
     """
 
     _prefix = "salvo-pf-"
 
     def __init__(self, domains=("example.com", "example.net", "example.org"),
-                 tls=False, strict=True, main_cf=None, hostname="mx.test"):
+                 tls=False, strict=True, main_cf=None, hostname="mx.test",
+                 tls_chain=None):
         super().__init__()
+        self.tls_chain = tls_chain
         self.domains = list(domains)
         self.tls = tls
         self.strict = strict
@@ -421,11 +427,15 @@ class PostfixSmtpd(_Peer):
             require_binary(OPENSSL)
             key = os.path.join(self.etc, "key.pem")
             self.cert_file = os.path.join(self.etc, "cert.pem")
-            subprocess.run(
-                [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-keyout", key, "-out", self.cert_file, "-days", "2",
-                 "-subj", "/CN=" + self.hostname],
-                check=True, capture_output=True, timeout=60)
+            if self.tls_chain:
+                shutil.copyfile(self.tls_chain[0], key)
+                shutil.copyfile(self.tls_chain[1], self.cert_file)
+            else:
+                subprocess.run(
+                    [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                     "-keyout", key, "-out", self.cert_file, "-days", "2",
+                     "-subj", "/CN=" + self.hostname],
+                    check=True, capture_output=True, timeout=60)
             conf.update({
                 "smtpd_tls_security_level": "may",
                 "smtpd_tls_chain_files": key + ", " + self.cert_file,
@@ -545,6 +555,56 @@ class PostfixSmtpd(_Peer):
     def wait_for(self, n, timeout=30.0, rcpt=None):
         _poll(lambda: len(self.messages(rcpt) if rcpt else self._files()) >= n,
               timeout, "%d messages delivered by Postfix" % n)
+
+
+class TestCa:
+    """A throwaway certificate authority made with the openssl CLI (P-256
+    keys, valid 2 days) in `directory`, which the caller owns and removes.
+
+    .cert_file is the CA certificate (give it to Salvo as tls.ca_file);
+    issue(["mx.a.test"]) returns (key_file, cert_file) of a server
+    certificate signed by this CA with those names as subjectAltName DNS
+    entries (the CN is the first name).
+    """
+
+    def __init__(self, directory, name="Salvo Test CA"):
+        require_binary(OPENSSL)
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self._serial = 1
+        tag = "".join(c if c.isalnum() else "_" for c in name)
+        self.key_file = os.path.join(directory, tag + ".key")
+        self.cert_file = os.path.join(directory, tag + ".pem")
+        self._openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", self.key_file,
+            "-out", self.cert_file, "-days", "2", "-subj", "/CN=" + name,
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def _openssl(self, *args):
+        subprocess.run([OPENSSL] + list(args), check=True,
+                       capture_output=True, timeout=60)
+
+    def issue(self, dns_names):
+        self._serial += 1
+        base = os.path.join(self.dir, "server%d" % self._serial)
+        key, csr, cert, ext = (base + ".key", base + ".csr", base + ".pem",
+                               base + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints = CA:FALSE\n"
+                    "keyUsage = critical, digitalSignature\n"
+                    "extendedKeyUsage = serverAuth\n"
+                    "subjectAltName = %s\n"
+                    % ", ".join("DNS:" + n for n in dns_names))
+        self._openssl("req", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                      key, "-out", csr, "-subj", "/CN=" + dns_names[0])
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.cert_file,
+                      "-CAkey", self.key_file, "-set_serial",
+                      str(self._serial), "-days", "2", "-extfile", ext,
+                      "-out", cert)
+        return key, cert
 
 
 def delivered_to(raw):
