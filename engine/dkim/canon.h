@@ -7,6 +7,8 @@
 #ifndef SALVO_ENGINE_DKIM_CANON_H_
 #define SALVO_ENGINE_DKIM_CANON_H_
 
+#include <string.h>  // memrchr
+
 #include <cstddef>
 
 #if defined(__SSE2__)
@@ -45,6 +47,14 @@ void CanonicalizeHeaderRelaxed(const HeaderField& field, bool with_crlf,
 // CRLF. An empty body (or one of empty lines only) writes nothing.
 template <typename Sink>
 void CanonicalizeBodyRelaxed(absl::string_view body, Sink& sink);
+
+// As CanonicalizeBodyRelaxed (the same bytes out), but lines that are
+// already canonical (no TAB, no SP pair, no WSP before the line end, no
+// leading ".", CRLF-ended, not empty) go to the sink as one long span of the
+// input per run, found by one SIMD scan: a hash sink sees a few large
+// Append calls instead of two per line. The signer uses this one.
+template <typename Sink>
+void CanonicalizeBodyRelaxedRuns(absl::string_view body, Sink& sink);
 
 // ---------------------------------------------------------------- details
 
@@ -113,6 +123,85 @@ void AppendCompressed(absl::string_view text, Sink& sink) {
     }
   }
   if (n > 0) sink.Append(absl::string_view(buf, n));
+}
+
+// True when the byte at i of p[0, n) may need rewriting, or starts or ends a
+// line that may: a TAB; a SP before SP, CR or LF; an LF not after CR, or
+// before ".", CR or LF (the next line is stuffed or empty).
+inline bool IsSpecialAt(const char* p, size_t n, size_t i) {
+  const char c = p[i];
+  if (c == '\t') return true;
+  const char next = i + 1 < n ? p[i + 1] : '\n';
+  if (c == ' ') return next == ' ' || next == '\r' || next == '\n';
+  if (c == '\n') {
+    return i == 0 || p[i - 1] != '\r' || next == '.' || next == '\r' ||
+           next == '\n';
+  }
+  return false;
+}
+
+// Offset of the first special byte (IsSpecialAt) in [from, end), or end.
+// 16 bytes a step with SSE2.
+inline size_t NextSpecial(const char* p, size_t n, size_t from, size_t end) {
+  size_t i = from;
+#if defined(__SSE2__)
+  if (i == 0 && i < end) {
+    if (IsSpecialAt(p, n, 0)) return 0;
+    i = 1;
+  }
+  const __m128i space = _mm_set1_epi8(' ');
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i dot = _mm_set1_epi8('.');
+  for (; i + 16 <= end && i + 17 <= n; i += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 1));
+    __m128i prev =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i - 1));
+    __m128i b_eol = _mm_or_si128(_mm_cmpeq_epi8(b, cr), _mm_cmpeq_epi8(b, lf));
+    __m128i sp_hit = _mm_and_si128(
+        _mm_cmpeq_epi8(a, space),
+        _mm_or_si128(b_eol, _mm_cmpeq_epi8(b, space)));
+    __m128i lf_hit = _mm_and_si128(
+        _mm_cmpeq_epi8(a, lf),
+        _mm_or_si128(_mm_or_si128(b_eol, _mm_cmpeq_epi8(b, dot)),
+                     _mm_andnot_si128(_mm_cmpeq_epi8(prev, cr),
+                                      _mm_set1_epi8(-1))));
+    __m128i hit =
+        _mm_or_si128(_mm_cmpeq_epi8(a, tab), _mm_or_si128(sp_hit, lf_hit));
+    int mask = _mm_movemask_epi8(hit);
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(mask));
+  }
+#endif
+  for (; i < end; ++i) {
+    if (IsSpecialAt(p, n, i)) return i;
+  }
+  return end;
+}
+
+// One line of CanonicalizeBodyRelaxed, starting at `pos`; empty lines are
+// counted in *empty_lines and written before the next non-empty one.
+// Returns the offset of the next line.
+template <typename Sink>
+size_t CanonicalizeBodyLine(absl::string_view body, size_t pos,
+                            size_t* empty_lines, Sink& sink) {
+  size_t next;
+  absl::string_view line = NextLine(body, pos, &next);
+  if (!line.empty() && line.front() == '.') line.remove_prefix(1);
+  while (!line.empty() && IsWsp(line.back())) line.remove_suffix(1);
+  if (line.empty()) {
+    ++*empty_lines;
+    return next;
+  }
+  for (; *empty_lines > 0; --*empty_lines) sink.Append("\r\n");
+  if (HasTabOrDoubleSpace(line)) {
+    AppendCompressed(line, sink);
+  } else {
+    sink.Append(line);
+  }
+  sink.Append("\r\n");
+  return next;
 }
 
 }  // namespace canon_internal
@@ -228,6 +317,47 @@ void CanonicalizeBodyRelaxed(absl::string_view body, Sink& sink) {
     canon_internal::AppendCompressed(line, sink);
     sink.Append("\r\n");
   }
+}
+
+template <typename Sink>
+void CanonicalizeBodyRelaxedRuns(absl::string_view body, Sink& sink) {
+  using canon_internal::CanonicalizeBodyLine;
+  const char* p = body.data();
+  const size_t n = body.size();
+  // The last line (after the last LF) always takes the line path: it may
+  // lack its CRLF. Runs are whole CRLF lines before it.
+  size_t lf = body.rfind('\n');
+  const size_t tail = lf == absl::string_view::npos ? 0 : lf + 1;
+  size_t empty_lines = 0;
+  size_t pos = 0;
+  // A line start the scan cannot judge (the body's first line, a line after
+  // one that took the line path): stuffed or empty lines take the line path.
+  auto line_start_special = [&](size_t at) {
+    return p[at] == '.' || p[at] == '\r' || p[at] == '\n';
+  };
+  while (pos < tail && line_start_special(pos)) {
+    pos = CanonicalizeBodyLine(body, pos, &empty_lines, sink);
+  }
+  while (pos < tail) {
+    size_t special = canon_internal::NextSpecial(p, n, pos, tail);
+    const void* lf_before =
+        special > pos ? memrchr(p + pos, '\n', special - pos) : nullptr;
+    size_t line_start =
+        lf_before == nullptr
+            ? pos
+            : static_cast<size_t>(static_cast<const char*>(lf_before) - p) + 1;
+    if (line_start > pos) {
+      for (; empty_lines > 0; --empty_lines) sink.Append("\r\n");
+      sink.Append(absl::string_view(p + pos, line_start - pos));
+    }
+    pos = line_start;
+    if (special == tail) break;
+    pos = CanonicalizeBodyLine(body, pos, &empty_lines, sink);
+    while (pos < tail && line_start_special(pos)) {
+      pos = CanonicalizeBodyLine(body, pos, &empty_lines, sink);
+    }
+  }
+  if (tail < n) CanonicalizeBodyLine(body, tail, &empty_lines, sink);
 }
 
 }  // namespace salvo::dkim

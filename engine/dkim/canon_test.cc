@@ -21,9 +21,13 @@ struct StringSink {
   void Append(absl::string_view s) { out.append(s.data(), s.size()); }
 };
 
+// Both body forms; every body test also checks that they agree.
 std::string Body(absl::string_view body) {
   StringSink sink;
   CanonicalizeBodyRelaxed(body, sink);
+  StringSink runs;
+  CanonicalizeBodyRelaxedRuns(body, runs);
+  EXPECT_EQ(runs.out, sink.out) << "runs differ for body: " << body;
   return sink.out;
 }
 
@@ -193,6 +197,30 @@ TEST(CanonTest, PlainAndMixedLongBodiesMatchReference) {
     t[at] = ' ';
     t[at + 1] = ' ';
     ASSERT_EQ(Body(t), ReferenceBody(t)) << at;
+  }
+}
+
+// Long seeded random bodies (many 16-byte scan steps), bare CR and LF
+// included: the run form against the line-by-line form.
+TEST(CanonTest, RunsMatchLineByLineOnLongRandomBodies) {
+  std::mt19937 rng(20250107);
+  const char* pieces[] = {"word", "b.", ".", " ", "\t", "\r\n", "\r\n.",
+                          "\r\n..", "\r\n \r\n", "some longer words here",
+                          "  \t ", "\n", "\r", "\r\n\r\n", "x "};
+  constexpr int kPieces = sizeof(pieces) / sizeof(pieces[0]);
+  for (int round = 0; round < 5000; ++round) {
+    std::string body;
+    int n = rng() % 300;
+    for (int i = 0; i < n; ++i) {
+      // Mostly plain words and CRLFs, so long clean runs occur.
+      int k = rng() % 4 == 0 ? rng() % kPieces : (rng() % 2 ? 9 : 5);
+      body += pieces[k];
+    }
+    if (rng() % 3 == 0) body += "\r\n";
+    StringSink lines, runs;
+    CanonicalizeBodyRelaxed(body, lines);
+    CanonicalizeBodyRelaxedRuns(body, runs);
+    ASSERT_EQ(runs.out, lines.out) << "round " << round << " body: " << body;
   }
 }
 

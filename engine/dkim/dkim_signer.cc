@@ -43,13 +43,14 @@ class Sha256Sink {
  public:
   Sha256Sink() { SHA256_Init(&ctx_); }
   void Append(absl::string_view s) {
-    if (used_ + s.size() > sizeof(buf_)) {
+    if (s.size() >= kDirect) {
+      // A long run of the input (CanonicalizeBodyRelaxedRuns): hashed where
+      // it lies, not copied.
       Flush();
-      if (s.size() >= sizeof(buf_)) {
-        SHA256_Update(&ctx_, s.data(), s.size());
-        return;
-      }
+      SHA256_Update(&ctx_, s.data(), s.size());
+      return;
     }
+    if (used_ + s.size() > sizeof(buf_)) Flush();
     std::memcpy(buf_ + used_, s.data(), s.size());
     used_ += s.size();
   }
@@ -63,6 +64,7 @@ class Sha256Sink {
     if (used_ > 0) SHA256_Update(&ctx_, buf_, used_);
     used_ = 0;
   }
+  static constexpr size_t kDirect = 256;
   SHA256_CTX ctx_;
   size_t used_ = 0;
   char buf_[4096];
@@ -310,7 +312,7 @@ absl::Status DkimSigner::SignAt(absl::string_view message, absl::Time t,
   uint8_t body_hash[SHA256_DIGEST_LENGTH];
   {
     Sha256Sink body;
-    CanonicalizeBodyRelaxed(message.substr(body_start), body);
+    CanonicalizeBodyRelaxedRuns(message.substr(body_start), body);
     body.Final(body_hash);
   }
 

@@ -13,7 +13,13 @@
 namespace salvo::dkim {
 
 // A rendered message of roughly `approx_bytes` (at least ~1 KB).
+// Its HTML lines hold SP pairs and TABs (the rewrite path of relaxed body
+// canonicalization on every other line).
 absl::StatusOr<std::string> RenderSampleMessage(size_t approx_bytes);
+
+// The message of bench/e2e_bench.py's campaign (tests/lib/salvo.py
+// build_campaign): ~5 KB of plain html + text lines, nothing to rewrite.
+absl::StatusOr<std::string> RenderCampaignMessage(size_t body_bytes);
 
 }  // namespace salvo::dkim
 
