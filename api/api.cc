@@ -1495,10 +1495,10 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
   const storage::Lane lane = key.lane;
   auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
       batch.TakeEvents());
-  store_->Commit(std::move(batch), /*durable=*/true,
-                 [hooks, counter, due, lane, shards = std::move(shards),
-                  accepted, suppressed, events, log = event_log_,
-                  tenant = j.tenant, done = std::move(done)](absl::Status s) {
+  auto on_durable = [hooks, counter, due, lane, shards = std::move(shards),
+                     accepted, suppressed, events, log = event_log_,
+                     tenant = j.tenant,
+                     done = std::move(done)](absl::Status s) {
                    // Committer thread.
                    if (s.ok()) {
                      if (counter != nullptr) counter->Inc(accepted);
@@ -1510,7 +1510,20 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
                      }
                    }
                    done(std::move(s), accepted, suppressed);
-                 });
+  };
+  // The loop inserts the chunk itself (in parallel with the other loops and
+  // off the committer thread), then waits for a grouped WAL sync: the answer
+  // still comes only once the chunk is durable. When the store refuses a
+  // direct write (sync or recovery under way, write stall, unhealthy), the
+  // committer writes it as before.
+  const absl::Status direct = store_->WriteUnsynced(batch);
+  if (direct.ok()) {
+    store_->SyncThen(std::move(on_durable));
+  } else if (absl::IsUnavailable(direct)) {
+    store_->Commit(std::move(batch), /*durable=*/true, std::move(on_durable));
+  } else {
+    return direct;
+  }
   return absl::OkStatus();
 }
 

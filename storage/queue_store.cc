@@ -482,6 +482,7 @@ struct QueueStore::Committer {
     StateBatch batch;
     bool durable;
     std::function<void(absl::Status)> done;
+    bool sync_only = false;  // SyncThen: nothing to write, durable
   };
 
   Committer(rocksdb::DB* db, bool sync, std::string path,
@@ -578,6 +579,11 @@ struct QueueStore::Committer {
       if (!failed.ok()) {
         // The DB is in a background-error state: do not touch it again.
         results->push_back(ToAbsl(failed, "queue write"));
+        continue;
+      }
+      if (p.sync_only) {
+        results->push_back(absl::OkStatus());
+        if (sync) need_sync = true;
         continue;
       }
       rocksdb::Status s = db->Write(wo, p.batch.Finish());
@@ -862,11 +868,13 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   options.merge_operator = std::make_shared<Int64AddOperator>();
   // A state batch alternates between key families ('Q' lane, 'O' outcomes of
   // a content): keep one memtable insert hint per 4-byte prefix so that each
-  // family's mostly sequential inserts stay cheap. Hints need a single
-  // memtable writer, which the committer thread is.
+  // family's mostly sequential inserts stay cheap. Hints serve a write
+  // group with one writer; when the committer and loop threads (ingest
+  // chunks, outcomes via WriteUnsynced) write at once, their memtable inserts
+  // run in parallel instead (the skiplist's concurrent insert).
   options.memtable_insert_with_hint_prefix_extractor.reset(
       rocksdb::NewFixedPrefixTransform(4));
-  options.allow_concurrent_memtable_write = false;
+  options.allow_concurrent_memtable_write = true;
   // One memory budget: memtables are charged to the block cache, and index
   // and filter blocks live in it (pinned for L0) instead of growing with the
   // number of keys outside any limit.
@@ -957,6 +965,12 @@ uint64_t QueueStore::NextId() {
 void QueueStore::Commit(StateBatch batch, bool durable,
                         std::function<void(absl::Status)> done) {
   committer_->Submit({std::move(batch), durable, std::move(done)});
+}
+
+void QueueStore::SyncThen(std::function<void(absl::Status)> done) {
+  Committer::Pending p{StateBatch(), /*durable=*/true, std::move(done)};
+  p.sync_only = true;
+  committer_->Submit(std::move(p));
 }
 
 absl::Status QueueStore::WriteUnsynced(StateBatch& batch) {

@@ -231,6 +231,15 @@ class QueueStore {
   // returns Unavailable and leaves `batch` as it was, to be handed to
   // Commit(). A failed write latches healthy() false as in Commit().
   [[nodiscard]] absl::Status WriteUnsynced(StateBatch& batch);
+  // Any thread. `done` runs on the committer thread once a WAL sync that
+  // started after this call has succeeded (one fsync for every caller
+  // waiting and for the group's durable commits): it makes durable every
+  // WriteUnsynced that returned before the call. While the store is
+  // unhealthy `done` gets Unavailable. Without Options::sync, ok at once
+  // (on the committer thread). The durable ingest path is WriteUnsynced
+  // from the loop (memtable inserts run on the loops, in parallel) and then
+  // SyncThen; Commit(durable) when WriteUnsynced refuses.
+  void SyncThen(std::function<void(absl::Status)> done);
   // Writes through WriteUnsynced since Open (for tests and metrics).
   int64_t unsynced_writes() const;
   // Blocking convenience for tools and tests. Not from a commit callback

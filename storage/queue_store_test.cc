@@ -204,6 +204,41 @@ TEST_F(QueueStoreTest, WriteUnsyncedIsVisibleAtOnceAndSyncedSoonAfter) {
   EXPECT_TRUE(ScanAll(*store_, 0, Lane::kBulk, kNow).empty());
 }
 
+// The ingest path: a chunk written from the loop, then SyncThen, which
+// answers after a WAL sync of its own (shared by everyone waiting).
+TEST_F(QueueStoreTest, SyncThenAnswersAfterAWalSync) {
+  StateBatch b;
+  for (int i = 0; i < 3; ++i) {
+    b.Enqueue(QueueKey{1, Lane::kBulk, kNow, store_->NextId()},
+              MakeRecipient("s" + std::to_string(i) + "@d.com"));
+  }
+  absl::Status written = store_->WriteUnsynced(b);
+  for (int i = 0; i < 100 && absl::IsUnavailable(written); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    written = store_->WriteUnsynced(b);
+  }
+  ASSERT_TRUE(written.ok()) << written;
+  const int64_t syncs_before = store_->syncs();
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  int64_t syncs_seen = -1;
+  for (int i = 0; i < 2; ++i) {
+    store_->SyncThen([&](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      std::lock_guard<std::mutex> lock(mu);
+      ++answered;
+      syncs_seen = store_->syncs();
+      cv.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return answered == 2; });
+  EXPECT_GT(syncs_seen, syncs_before);
+  ExpectCounts(*store_, 3, 0, 0, 0, 0);
+  EXPECT_EQ(ScanAll(*store_, 1, Lane::kBulk, kNow).size(), 3u);
+}
+
 TEST_F(QueueStoreTest, LifecycleCountsAreExact) {
   StateBatch enq;
   std::vector<QueueKey> keys;
