@@ -200,6 +200,7 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     if (key.find("timeout") != std::string::npos ||
         key.find("ttl") != std::string::npos || key == "retry.expiry" ||
         key == "spool.outcome_sync_interval" ||
+        key == "delivery.full_destination_requeue_after" ||
         key == "retry.initial" || key == "retry.max") {
       value = key == "retry.initial" || key == "dns.min_ttl" ? "1s" : "7h";
     }
