@@ -113,6 +113,7 @@ absl::Status Engine::StartLoops() {
   o.max_in_flight = config_.max_in_flight_per_loop;
   o.max_ready_per_domain = config_.max_ready_per_domain;
   o.bulk_quantum = config_.bulk_quantum;
+  o.full_destination_requeue_after = config_.full_destination_requeue_after;
   o.max_recipients_per_transaction = config_.max_recipients_per_transaction;
   o.hostname = config_.hostname;
   o.pool.max_connections = config_.max_connections_per_host;

@@ -280,6 +280,8 @@ const std::vector<Key>& Keys() {
        Int(&Config::reserved_connections, 0, "an integer >= 0")},
       {"delivery", "bulk_quantum",
        Int(&Config::bulk_quantum, 1, "a positive integer")},
+      {"delivery", "full_destination_requeue_after",
+       Duration(&Config::full_destination_requeue_after)},
       {"retry", "initial", Duration(&Config::retry_initial)},
       {"retry", "max", Duration(&Config::retry_max)},
       {"retry", "multiplier",

@@ -80,6 +80,9 @@ struct Config {
   int max_in_flight_per_loop = 20000;   // recipients leased into memory
   int max_ready_per_domain = 5000;      // per destination and lane
   int bulk_quantum = 128;  // deficit round robin between tenants' bulk
+  // A full destination blocks its scan lane at most this long, then its
+  // entries are requeued.
+  absl::Duration full_destination_requeue_after = absl::Seconds(2);
   // Compiled contents kept in memory (least recently used goes first).
   int content_cache_entries = 10000;
 

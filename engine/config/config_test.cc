@@ -41,6 +41,7 @@ const std::vector<std::string> kKeys = {
     "delivery.data_end_timeout", "delivery.max_in_flight_per_loop",
     "delivery.content_cache_entries",
     "delivery.max_ready_per_domain", "delivery.bulk_quantum",
+    "delivery.full_destination_requeue_after",
     "delivery.reserved_connections",
     "retry.initial", "retry.max", "retry.multiplier", "retry.jitter",
     "retry.expiry",
@@ -102,6 +103,8 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"max_ready_per_domain", absl::StrCat(c.max_ready_per_domain)},
       {"content_cache_entries", absl::StrCat(c.content_cache_entries)},
       {"bulk_quantum", absl::StrCat(c.bulk_quantum)},
+      {"full_destination_requeue_after",
+       Str(c.full_destination_requeue_after)},
       {"reserved_connections", absl::StrCat(c.reserved_connections)},
       {"retry_initial", Str(c.retry_initial)},
       {"retry_max", Str(c.retry_max)},
@@ -198,6 +201,7 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
     if (key.find("timeout") != std::string::npos ||
         key.find("ttl") != std::string::npos || key == "retry.expiry" ||
         key == "spool.outcome_sync_interval" ||
+        key == "delivery.full_destination_requeue_after" ||
         key == "retry.initial" || key == "retry.max") {
       value = key == "retry.initial" || key == "dns.min_ttl" ? "1s" : "7h";
     }

@@ -75,6 +75,11 @@ struct DeliveryCore::Destination {
   PoolState* pool = nullptr;  // the endpoint currently used
   bool on_pool_queue = false;
   std::array<metrics::Counter*, kNumResults> results{};
+  // Lanes (ready queues) that reached max_ready_per_domain and have not
+  // drained to half since, and when each did.
+  std::array<bool, storage::kNumLanes> full{};
+  std::array<int64_t, storage::kNumLanes> full_since_ms{};
+  int full_lanes = 0;
 
   size_t size() const { return transactional.size() + bulk_size; }
   bool empty() const { return transactional.empty() && bulk_size == 0; }
@@ -153,6 +158,21 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
       HelpOf(metrics::kDeliveryLatencySeconds),
       std::vector<double>(std::begin(metrics::kDeliveryLatencyBounds),
                           std::end(metrics::kDeliveryLatencyBounds)));
+  const metrics::Labels loop_labels = {{"loop", loop_label}};
+  scan_calls_ = metrics_->GetCounter(
+      kScanCallsTotal, "Queue scans (ScanDue calls) by the delivery loop.",
+      loop_labels);
+  scan_read_ = metrics_->GetCounter(kScanEntriesReadTotal,
+                                    "Queue entries read by delivery scans.",
+                                    loop_labels);
+  scan_skipped_ = metrics_->GetCounter(
+      kScanEntriesSkippedTotal,
+      "Queue entries read by delivery scans that were already leased.",
+      loop_labels);
+  scan_blocks_ = metrics_->GetCounter(
+      kScanLaneBlocksTotal,
+      "Scan lanes stopped at a destination holding max_ready_per_domain.",
+      loop_labels);
 }
 
 DeliveryCore::~DeliveryCore() {
@@ -366,7 +386,7 @@ void DeliveryCore::Scan() {
 int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
                            int64_t now, std::vector<Destination*>* touched) {
   const int l = static_cast<int>(lane);
-  if (lanes_[i].idle[l]) return 0;
+  if (lanes_[i].idle[l] || LaneBlocked(i, l, now)) return 0;
   int budget = options_.max_in_flight - in_flight_;
   if (budget <= 0) {
     scan_starved_ = true;
@@ -375,16 +395,34 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
   const size_t want = std::min<size_t>({static_cast<size_t>(budget), max,
                                         kScanBatch});
   scan_entries_.clear();
+  std::string& cursor = cursors_[i][l];
+  scan_cursor_before_ = cursor;
   absl::Status s = store_->ScanDue(options_.shards[i], lane, now, want,
-                                   &cursors_[i][l], &scan_entries_);
+                                   &cursor, &scan_entries_);
+  scan_calls_->Inc();
   if (!s.ok()) {
     std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
                  options_.shards[i], s.ToString().c_str());
     return 0;
   }
   const size_t got = scan_entries_.size();
+  scan_read_->Inc(static_cast<int64_t>(got));
   scan_requeued_ = 0;
-  for (auto& e : scan_entries_) Admit(std::move(e), now, touched);
+  for (size_t k = 0; k < got; ++k) {
+    Destination* full = Admit(std::move(scan_entries_[k]), now, touched);
+    if (full == nullptr) continue;
+    // Stop ON this entry: the next scan of the lane starts with it. The
+    // entries after it are read again then.
+    if (k == 0) {
+      cursor.swap(scan_cursor_before_);
+    } else {
+      cursor.clear();
+      storage::EncodeQueueKey(scan_entries_[k - 1].key, &cursor);
+    }
+    lanes_[i].blocked_by[l] = full;
+    scan_blocks_->Inc();
+    return static_cast<int>(k);
+  }
   if (got < want) {
     lanes_[i].idle[l] = true;  // nothing more due until a Wake or the tick
   } else if (scan_requeued_ * 2 > got) {
@@ -409,11 +447,11 @@ void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
   for (int visits = 0; visits < 4 * storage::kBulkClasses; ++visits) {
     bool any = false;
     for (int c = 0; c < storage::kBulkClasses; ++c) {
-      if (!ls.idle[1 + c]) any = true;
+      if (!ls.idle[1 + c] && !LaneBlocked(i, 1 + c, now)) any = true;
     }
     if (!any || scanned >= kScanBatch) break;
     const int c = ls.next_bulk;
-    if (ls.idle[1 + c]) {
+    if (ls.idle[1 + c] || LaneBlocked(i, 1 + c, now)) {
       ls.deficit[c] = 0;
       ls.next_bulk = (c + 1) % storage::kBulkClasses;
       continue;
@@ -431,22 +469,48 @@ void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
   }
 }
 
-void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
-                         std::vector<Destination*>* touched) {
-  if (leased_.contains(entry.key.id)) return;  // already in memory
+DeliveryCore::Destination* DeliveryCore::Admit(
+    storage::QueueEntry&& entry, int64_t now_ms,
+    std::vector<Destination*>* touched) {
+  if (leased_.contains(entry.key.id)) {  // already in memory
+    scan_skipped_->Inc();
+    return nullptr;
+  }
   auto content = contents_->Get(entry.rec.content_id());
   bool cancelled = false;
   if (content.ok()) {
     storage::ContentState state = (*content)->State();
     // A paused campaign's entries stay queued untouched; Rewind() finds
     // them again on resume.
-    if (state == storage::ContentState::kPaused) return;
+    if (state == storage::ContentState::kPaused) return nullptr;
     cancelled = state == storage::ContentState::kCancelled;
+  }
+  Destination* d = GetDestination(DomainOf(entry.rec.address()));
+  const int l = static_cast<int>(entry.key.lane);
+  const bool expired =
+      entry.rec.expires_ms() > 0 && now_ms >= entry.rec.expires_ms();
+  bool requeue = false;
+  if (!cancelled && !expired &&
+      static_cast<int>(d->QueueFor(entry.key.lane).size()) >=
+          options_.max_ready_per_domain) {
+    if (!d->full[l]) {
+      d->full[l] = true;
+      d->full_since_ms[l] = now_ms;
+      ++d->full_lanes;
+    }
+    // A bulk lane waits for the destination to drain, unless it has been
+    // full too long; the transactional lane never waits.
+    if (storage::IsBulk(entry.key.lane) &&
+        now_ms - d->full_since_ms[l] <
+            absl::ToInt64Milliseconds(
+                options_.full_destination_requeue_after)) {
+      return d;
+    }
+    requeue = true;
   }
   leased_.insert(entry.key.id);
   ++in_flight_;
   in_flight_table_->Add(entry.rec.content_id(), 1);
-  Destination* d = GetDestination(DomainOf(entry.rec.address()));
   Job job{entry.key, std::move(entry.rec)};
   if (cancelled) {
     storage::Outcome o;
@@ -454,9 +518,9 @@ void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
     o.set_attempts(job.rec.attempts());
     o.set_reply("local: campaign cancelled");
     Record(d, std::move(job), Final::kCancelled, o, -1);
-    return;
+    return nullptr;
   }
-  if (job.rec.expires_ms() > 0 && now_ms >= job.rec.expires_ms()) {
+  if (expired) {
     storage::Outcome o;
     o.set_at_ms(now_ms);
     o.set_attempts(job.rec.attempts());
@@ -465,20 +529,52 @@ void DeliveryCore::Admit(storage::QueueEntry&& entry, int64_t now_ms,
                     : job.rec.last_reply());
     o.set_remote_host(job.rec.last_host());
     Record(d, std::move(job), Final::kExpired, o, -1);
-    return;
+    return nullptr;
   }
-  if (static_cast<int>(d->QueueFor(entry.key.lane).size()) >=
-      options_.max_ready_per_domain) {
+  if (requeue) {
     // This destination has enough in memory: look again later, without
     // counting an attempt.
     int64_t due = now_ms + absl::ToInt64Milliseconds(options_.throttle_requeue);
     ++scan_requeued_;
     Record(d, std::move(job), Final::kRequeued, storage::Outcome(), due);
-    return;
+    return nullptr;
   }
   bool was_empty = d->empty();
   d->Push(std::move(job), /*front=*/false);
   if (was_empty) touched->push_back(d);
+  return nullptr;
+}
+
+bool DeliveryCore::LaneBlocked(size_t i, int l, int64_t now_ms) {
+  Destination* d = lanes_[i].blocked_by[l];
+  if (d == nullptr) return false;
+  if (d->full[l] &&
+      now_ms - d->full_since_ms[l] <
+          absl::ToInt64Milliseconds(options_.full_destination_requeue_after)) {
+    return true;
+  }
+  // Drained, or full too long (its entries are requeued now): read on.
+  lanes_[i].blocked_by[l] = nullptr;
+  return false;
+}
+
+void DeliveryCore::ReleaseFull(Destination* d) {
+  if (d->full_lanes == 0) return;
+  bool unblocked = false;
+  for (int l = 0; l < storage::kNumLanes; ++l) {
+    if (!d->full[l]) continue;
+    const size_t size = d->QueueFor(static_cast<storage::Lane>(l)).size();
+    if (static_cast<int>(size * 2) > options_.max_ready_per_domain) continue;
+    d->full[l] = false;
+    --d->full_lanes;
+    for (LaneState& ls : lanes_) {
+      if (ls.blocked_by[l] != d) continue;
+      ls.blocked_by[l] = nullptr;
+      ls.idle[l] = false;
+      unblocked = true;
+    }
+  }
+  if (unblocked) ScheduleScan(0);
 }
 
 DeliveryCore::Destination* DeliveryCore::GetDestination(
@@ -619,6 +715,7 @@ DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
 void DeliveryCore::FailAll(Destination* d, const smtp::Reply& reply,
                            const std::string& host) {
   while (!d->empty()) Finish(d, d->Pop(), reply, host);
+  ReleaseFull(d);
 }
 
 bool DeliveryCore::TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) {
@@ -634,6 +731,7 @@ bool DeliveryCore::TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) {
       continue;
     }
     Job job = d->Pop();
+    ReleaseFull(d);
     if (d->empty()) {
       d->on_pool_queue = false;
     } else {
@@ -1003,6 +1101,7 @@ bool DeliveryCore::TakePriorityWork(pool::ConnectionPool& pool,
     Destination* d = ps->wanting[k];
     while (d->pool == ps && !d->transactional.empty()) {
       Job job = d->PopFrom(d->transactional);
+      ReleaseFull(d);
       if (BuildWork(d, std::move(job), pool.endpoint().ToString(), work)) {
         return true;
       }

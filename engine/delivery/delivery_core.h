@@ -19,6 +19,15 @@
 //   (QueueStore::WriteUnsynced), and fsynced by the committer within
 //   spool.outcome_sync_interval. When the store is busy (sync, recovery,
 //   write stall) they go through the committer instead.
+// Full destinations: when a destination already holds max_ready_per_domain
+// of a bulk lane, the scan of that (shard, lane) stops ON the entry (the
+// cursor does not pass it) and the lane is blocked by the destination until
+// it drains to half; nothing is written. A destination full for longer than
+// full_destination_requeue_after (slow, throttled, down) no longer blocks:
+// its entries are requeued throttle_requeue later and the lane moves on.
+// The transactional lane never blocks (a full destination's entries there
+// are requeued at once).
+//
 // - A crash can duplicate, never lose: kill -9 keeps every written outcome,
 //   so it re-sends only what the peer accepted after the last iteration's
 //   write (replies not yet read or not yet written); a power cut also
@@ -71,6 +80,8 @@ class DeliveryCore : public pool::PoolDelegate {
     dns::MxResolver::Options dns;
     absl::Duration scan_interval = absl::Milliseconds(100);
     absl::Duration throttle_requeue = absl::Seconds(5);
+    // How long a full destination may block a bulk scan lane.
+    absl::Duration full_destination_requeue_after = absl::Seconds(2);
     absl::Duration shutdown_grace = absl::Seconds(10);
     // A 421 takes its MX out of use this long (the next MX is tried).
     absl::Duration down_after_421 = absl::Seconds(10);
@@ -180,8 +191,16 @@ class DeliveryCore : public pool::PoolDelegate {
   // robin (Options::bulk_quantum recipients per turn).
   void ScanBulkFair(size_t i, int64_t now, std::vector<Destination*>* touched);
   void ScheduleScan(uint64_t delay_ms);
-  void Admit(storage::QueueEntry&& entry, int64_t now_ms,
-             std::vector<Destination*>* touched);
+  // Returns the entry's destination when it is full and blocks the lane
+  // (the entry was not taken: the scan of its lane stops before it), else
+  // null.
+  Destination* Admit(storage::QueueEntry&& entry, int64_t now_ms,
+                     std::vector<Destination*>* touched);
+  // True while lane l of owned shard i waits for a full destination.
+  bool LaneBlocked(size_t i, int l, int64_t now_ms);
+  // Called after work left d: lanes d filled that drained to half are no
+  // longer full, and the scan lanes they blocked read on.
+  void ReleaseFull(Destination* d);
   Destination* GetDestination(absl::string_view domain);
   void Kick(Destination* d);
   void OnMx(Destination* d, const dns::MxResult& r);
@@ -228,9 +247,12 @@ class DeliveryCore : public pool::PoolDelegate {
     std::array<bool, storage::kNumLanes> idle{};
     std::array<int, storage::kBulkClasses> deficit{};
     int next_bulk = 0;
+    // The full destination the lane's cursor stopped at (null: none).
+    std::array<Destination*, storage::kNumLanes> blocked_by{};
   };
   std::vector<LaneState> lanes_;
   std::vector<storage::QueueEntry> scan_entries_;  // reused by ScanLane
+  std::string scan_cursor_before_;                 // reused by ScanLane
   int64_t wake_at_ms_ = 0;  // when wake_timer_ fires, if armed
   size_t scan_requeued_ = 0;  // requeued by Admit during one ScanLane
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
@@ -271,7 +293,22 @@ class DeliveryCore : public pool::PoolDelegate {
   metrics::Gauge* in_flight_gauge_;
   metrics::Gauge* connections_gauge_;
   metrics::Histogram* latency_;
+  // Scan cost, per loop: ScanDue calls, entries read, entries read that
+  // this loop already held, lanes blocked by a full destination.
+  metrics::Counter* scan_calls_;
+  metrics::Counter* scan_read_;
+  metrics::Counter* scan_skipped_;
+  metrics::Counter* scan_blocks_;
 };
+
+// Names of the scan cost counters (label: loop).
+inline constexpr absl::string_view kScanCallsTotal = "salvo_scan_calls_total";
+inline constexpr absl::string_view kScanEntriesReadTotal =
+    "salvo_scan_entries_read_total";
+inline constexpr absl::string_view kScanEntriesSkippedTotal =
+    "salvo_scan_entries_skipped_total";
+inline constexpr absl::string_view kScanLaneBlocksTotal =
+    "salvo_scan_lane_blocks_total";
 
 }  // namespace salvo::delivery
 
