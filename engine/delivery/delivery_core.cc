@@ -408,6 +408,17 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
   const size_t got = scan_entries_.size();
   scan_read_->Inc(static_cast<int64_t>(got));
   scan_requeued_ = 0;
+  if (storage::IsBulk(lane) && got > 0 && OnlyFullDestinations(l, now)) {
+    // Past full_destination_requeue_after, but nothing read here could be
+    // sent now: requeueing it would only churn (a write per entry, every
+    // few seconds). Wait another bound on the first entry's destination.
+    cursor.swap(scan_cursor_before_);
+    Destination* d = GetDestination(DomainOf(scan_entries_[0].rec.address()));
+    d->full_since_ms[l] = now;
+    lanes_[i].blocked_by[l] = d;
+    scan_blocks_->Inc();
+    return 0;
+  }
   for (size_t k = 0; k < got; ++k) {
     Destination* full = Admit(std::move(scan_entries_[k]), now, touched);
     if (full == nullptr) continue;
@@ -543,6 +554,19 @@ DeliveryCore::Destination* DeliveryCore::Admit(
   d->Push(std::move(job), /*front=*/false);
   if (was_empty) touched->push_back(d);
   return nullptr;
+}
+
+bool DeliveryCore::OnlyFullDestinations(int l, int64_t now_ms) {
+  for (const storage::QueueEntry& e : scan_entries_) {
+    if (e.rec.expires_ms() > 0 && now_ms >= e.rec.expires_ms()) return false;
+    Destination* d = GetDestination(DomainOf(e.rec.address()));
+    if (!d->full[l] ||
+        static_cast<int>(d->QueueFor(e.key.lane).size()) <
+            options_.max_ready_per_domain) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool DeliveryCore::LaneBlocked(size_t i, int l, int64_t now_ms) {

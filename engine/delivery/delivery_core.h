@@ -197,6 +197,10 @@ class DeliveryCore : public pool::PoolDelegate {
   Destination* Admit(storage::QueueEntry&& entry, int64_t now_ms,
                      std::vector<Destination*>* touched);
   // True while lane l of owned shard i waits for a full destination.
+  // True when every entry of scan_entries_ (lane l) goes to a destination
+  // that is full in that lane and none has expired: leasing on would only
+  // requeue them.
+  bool OnlyFullDestinations(int l, int64_t now_ms);
   bool LaneBlocked(size_t i, int l, int64_t now_ms);
   // Called after work left d: lanes d filled that drained to half are no
   // longer full, and the scan lanes they blocked read on.
