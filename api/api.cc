@@ -1082,6 +1082,8 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
                                  ? sub.expires_at_ms
                                  : due + sub.expires_after_ms;
   size_t next_hit = 0;
+  // Every id of this batch is above it (DeliveryHooks::OnEnqueued).
+  const uint64_t after_id = store_->NextId();
   for (size_t i = 0; i < sub.rcpts.size(); ++i) {
     if (next_hit < hits.size() && hits[next_hit].first == i) {
       batch.SuppressedAtAccept(
@@ -1149,7 +1151,7 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [loop_ptr, respond = std::move(respond), shards = std::move(shards),
-       hooks, accepted_counter, lane, due, accepted,
+       hooks, accepted_counter, lane, due, after_id, accepted,
        response = std::move(response), event_log = event_log_, events,
        tenant](absl::Status s) {
         // Committer thread.
@@ -1165,7 +1167,9 @@ void Api::Submit(core::Loop& loop, HttpRequest&& req, const std::string& tenant,
         if (event_log != nullptr) event_log->Append(tenant, std::move(*events));
         loop_ptr->Post([respond, response] { respond(Json(201, response)); });
         if (hooks != nullptr) {
-          for (uint16_t shard : shards) hooks->OnEnqueued(shard, lane, due);
+          for (uint16_t shard : shards) {
+            hooks->OnEnqueued(shard, lane, due, after_id);
+          }
         }
       });
 }
@@ -1342,6 +1346,8 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
+  // Every id of this batch is above it (DeliveryHooks::OnEnqueued).
+  const uint64_t after_id = store_->NextId();
   for (size_t i = 0; i < n; ++i) {
     if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
       batch.SuppressedAtAccept(
@@ -1386,7 +1392,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [this, job, hooks, shards = std::move(shards), accepted, suppressed,
-       chunk, last, response = std::move(response),
+       chunk, last, after_id, response = std::move(response),
        events](absl::Status s) mutable {
         // Committer thread. Only this callback touches the job until it
         // posts the next step.
@@ -1410,7 +1416,8 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
         }
         if (hooks != nullptr) {
           for (uint16_t shard : shards) {
-            hooks->OnEnqueued(shard, storage::BulkLaneFor(j.tenant), j.due);
+            hooks->OnEnqueued(shard, storage::BulkLaneFor(j.tenant), j.due,
+                              after_id);
           }
         }
         if (last) {
@@ -1465,6 +1472,8 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
   key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
+  // Every id of this batch is above it (DeliveryHooks::OnEnqueued).
+  const uint64_t after_id = store_->NextId();
   for (size_t i = 0; i < n; ++i) {
     if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
       batch.SuppressedAtAccept(
@@ -1495,7 +1504,8 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
   const storage::Lane lane = key.lane;
   auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
       batch.TakeEvents());
-  auto on_durable = [hooks, counter, due, lane, shards = std::move(shards),
+  auto on_durable = [hooks, counter, due, after_id, lane,
+                     shards = std::move(shards),
                      accepted, suppressed, events, log = event_log_,
                      tenant = j.tenant,
                      done = std::move(done)](absl::Status s) {
@@ -1505,7 +1515,7 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
                      if (log != nullptr) log->Append(tenant, std::move(*events));
                      if (hooks != nullptr) {
                        for (uint16_t shard : shards) {
-                         hooks->OnEnqueued(shard, lane, due);
+                         hooks->OnEnqueued(shard, lane, due, after_id);
                        }
                      }
                    }

@@ -86,9 +86,10 @@ class DeliveryHooks {
  public:
   virtual ~DeliveryHooks() = default;
   // Any thread, after a submission's batch is durable: (shard, lane) got
-  // entries due at due_ms or later.
-  virtual void OnEnqueued(uint16_t shard, storage::Lane lane,
-                          int64_t due_ms) = 0;
+  // entries due at due_ms or later, every one with an id above after_id
+  // (so a scan need not step back over what it already read; 0: unknown).
+  virtual void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms,
+                          uint64_t after_id) = 0;
   // Any thread: recipients of this content currently leased into memory.
   virtual int64_t InFlight(uint64_t content_id) = 0;
   // Any thread, after a campaign's state record is durable (pause, resume,

@@ -30,7 +30,8 @@ namespace salvo::api {
 class FakeHooks : public DeliveryHooks {
  public:
   using Call = std::tuple<uint16_t, storage::Lane, int64_t>;
-  void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due) override {
+  void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due,
+                  uint64_t /*after_id*/) override {
     absl::MutexLock l(&mu_);
     calls_.emplace_back(shard, lane, due);
   }

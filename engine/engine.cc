@@ -233,13 +233,14 @@ absl::Status Engine::StartLoops() {
   return absl::OkStatus();
 }
 
-void Engine::OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) {
+void Engine::OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms,
+                        uint64_t after_id) {
   if (!loops_ || loops_->size() == 0) return;
   int i = shard % loops_->size();
   delivery::DeliveryCore* core = cores_[i].get();
   if (core == nullptr) return;
-  loops_->at(i).Post([core, shard, lane, due_ms] {
-    core->Wake(shard, lane, due_ms);
+  loops_->at(i).Post([core, shard, lane, due_ms, after_id] {
+    core->Wake(shard, lane, due_ms, after_id);
   });
 }
 

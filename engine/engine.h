@@ -37,7 +37,8 @@ class Engine : public api::DeliveryHooks {
   // close every handle. Returns the number of handles left open (0 = clean).
   int Stop();
 
-  void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms) override;
+  void OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms,
+                  uint64_t after_id) override;
   int64_t InFlight(uint64_t content_id) override;
   // After a campaign's state record was committed: every loop sees it; a
   // resume rescans, a cancel sweeps the queued entries.

@@ -615,15 +615,9 @@ struct QueueStore::Committer {
   // Committer thread. Syncs the WAL with no WriteUnsynced in progress (so
   // none can fail on the WAL while it is synced), unless one has failed.
   rocksdb::Status SyncGated() {
-    // With plenty of free space a failed append is not expected, so loop
-    // writes may go on during the fsync (holding the gate exclusively here
-    // sent every outcome written during a sync through the committer, which
-    // delayed it by the fsync: duplicates after kill -9). Near the limit the
-    // sync excludes them, as recovery does.
-    if (space_comfortable) {
-      absl::ReaderMutexLock g(&gate);
-      return SyncLocked();
-    }
+    // Exclusive: a loop write that fails on the WAL while it is synced
+    // trips an assertion in Debian's librocksdb (SyncWithoutFlush after a
+    // failed append). Loop writes refused meanwhile go through Commit().
     absl::MutexLock g(&gate);
     return SyncLocked();
   }
@@ -731,7 +725,6 @@ struct QueueStore::Committer {
     const uint64_t free_bytes =
         static_cast<uint64_t>(v.f_bavail) * static_cast<uint64_t>(v.f_frsize);
     space_ok = free_bytes >= min_free_bytes;
-    space_comfortable = free_bytes >= 4 * min_free_bytes;
     if (!space_ok) {
       space_error = absl::StrCat("disk full: ", free_bytes, " bytes free under ",
                                  path, ", writes need ", min_free_bytes);
@@ -794,9 +787,6 @@ struct QueueStore::Committer {
   // Committer thread only.
   bool db_ok = true;     // no failed write since the last recovery
   bool space_ok = true;  // free space >= min_free_bytes at the last check
-  // Free space >= 4 * min_free_bytes at the last check: interval syncs may
-  // run while loops write (see SyncGated). False when space is not checked.
-  bool space_comfortable = false;
   std::string last_error;
   std::string space_error;
   std::chrono::steady_clock::time_point next_recovery;
@@ -1004,7 +994,9 @@ absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {
 
 absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
                                  size_t max, std::string* cursor,
-                                 std::vector<QueueEntry>* out) {
+                                 std::vector<QueueEntry>* out,
+                                 int64_t* next_due_ms) {
+  if (next_due_ms != nullptr) *next_due_ms = -1;
   const std::string start = QueueLanePrefix(shard, lane);
   const std::string end = PrefixEnd(start);
   rocksdb::Slice upper(end);
@@ -1024,7 +1016,10 @@ absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
       return absl::DataLossError(
           absl::StrCat("malformed queue key in shard ", shard));
     }
-    if (key.due_ms > now_ms) break;  // ordered by due: nothing later is due
+    if (key.due_ms > now_ms) {  // ordered by due: nothing later is due
+      if (next_due_ms != nullptr) *next_due_ms = key.due_ms;
+      break;
+    }
     if (n == out->size()) out->emplace_back();
     QueueEntry& e = (*out)[n];
     e.key = key;

@@ -249,9 +249,13 @@ class QueueStore {
   // Entries of (shard, lane) with due_ms <= now_ms, strictly after *cursor
   // (empty: from the start), at most `max`. Replaces the contents of *out
   // (its elements are reused) and advances *cursor to the last key returned.
+  // When fewer than `max` came back and `next_due_ms` is given, it is set to
+  // the due time of the first entry after them that is not due yet, or -1
+  // when the lane holds nothing more after the cursor.
   [[nodiscard]] absl::Status ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
                                      size_t max, std::string* cursor,
-                                     std::vector<QueueEntry>* out);
+                                     std::vector<QueueEntry>* out,
+                                     int64_t* next_due_ms = nullptr);
   // Due time of the first entry of (shard, lane) after *cursor, if any.
   absl::StatusOr<std::optional<int64_t>> NextDue(uint16_t shard, Lane lane,
                                                  const std::string& cursor);

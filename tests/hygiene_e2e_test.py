@@ -118,6 +118,40 @@ class HygieneTest(unittest.TestCase):
                 self.assertNotIn(late, [r for msg in fake.messages()
                                         for r in msg["rcpts"]])
 
+    def test_verp_gives_each_recipient_its_own_transaction(self):
+        # Identical transactional content to one domain shares a transaction
+        # without VERP; with VERP each recipient gets its own MAIL FROM, so
+        # an asynchronous bounce names the right one.
+        rcpts = [f"r{i}@dest.salvo.test" for i in range(3)]
+        for verp in (False, True):
+            with peers.FakeSmtp() as fake:
+                over = {"routes": f'[{{domain="*", host="127.0.0.1", '
+                                  f'port={fake.port}}}]'}
+                if verp:
+                    over["hygiene.bounce_domain"] = "bounces.salvo.test"
+                spool = os.path.join(self.work, f"spool-{verp}")
+                with Salvo(spool, over) as s:
+                    status, body = s.request("POST", "/v1/messages", {
+                        "from": f"app@{SENDER}", "to": rcpts,
+                        "subject": "Receipt", "text": "Thanks\n"})
+                    self.assertEqual(status, 201, body)
+                    s.wait_settled(body["id"], timeout=30)
+                    fake.wait_for(1)
+                    msgs = fake.messages()
+                    got = sorted(r for m in msgs for r in m["rcpts"])
+                    self.assertEqual(got, rcpts)
+                    if not verp:
+                        self.assertEqual(len(msgs), 1, msgs)
+                        continue
+                    self.assertEqual(len(msgs), 3, msgs)
+                    ids = {r["email"]: r["id"] for r in body["recipients"]}
+                    for m in msgs:
+                        self.assertEqual(len(m["rcpts"]), 1)
+                        self.assertEqual(
+                            m["mail_from"],
+                            "bounces+%s.%s@bounces.salvo.test"
+                            % (body["id"], ids[m["rcpts"][0]]))
+
 
 if __name__ == "__main__":
     unittest.main()

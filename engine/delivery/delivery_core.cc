@@ -25,6 +25,8 @@ namespace {
 
 constexpr size_t kScanBatch = 512;
 constexpr size_t kFlushAt = 256;
+// Every lane is read again this often even if nothing announced entries.
+constexpr int64_t kFullRescanMs = 5000;
 
 const char* const kResultNames[] = {"delivered", "bounced",  "expired",
                                     "deferred",  "requeued", "cancelled"};
@@ -194,9 +196,16 @@ void DeliveryCore::Start() {
   tick_timer_.Start(
       ms,
       [this] {
-        // Lanes found empty are looked at again every tick (entries that
-        // became due with time).
-        for (LaneState& ls : lanes_) ls.idle.fill(false);
+        // Idle lanes whose next entry has become due are read again; every
+        // lane once in a while, in case an entry arrived unannounced.
+        const int64_t now = clock_.NowMillis();
+        const bool all = now >= next_full_rescan_ms_;
+        if (all) next_full_rescan_ms_ = now + kFullRescanMs;
+        for (LaneState& ls : lanes_) {
+          for (int l = 0; l < storage::kNumLanes; ++l) {
+            if (all || ls.idle_until[l] <= now) ls.idle[l] = false;
+          }
+        }
         Scan();
       },
       ms);
@@ -217,17 +226,20 @@ void DeliveryCore::ScheduleScan(uint64_t delay_ms) {
   wake_timer_.Start(delay_ms, [this] { Scan(); });
 }
 
-void DeliveryCore::Wake(uint16_t shard, storage::Lane lane, int64_t due_ms) {
+void DeliveryCore::Wake(uint16_t shard, storage::Lane lane, int64_t due_ms,
+                        uint64_t after_id) {
   auto it = shard_index_.find(shard);
   if (it == shard_index_.end()) return;
   lanes_[it->second].idle[static_cast<int>(lane)] = false;
   std::string& cursor = cursors_[it->second][static_cast<int>(lane)];
   storage::QueueKey at;
   if (!cursor.empty() && storage::DecodeQueueKey(cursor, &at) &&
-      due_ms <= at.due_ms) {
-    // Entries committed behind the cursor: step back. Ids still leased are
-    // skipped by Admit.
-    cursor = storage::EncodeQueueKey(storage::QueueKey{shard, lane, due_ms, 0});
+      (due_ms < at.due_ms || (due_ms == at.due_ms && after_id < at.id))) {
+    // Entries committed behind the cursor: step back (to just before the
+    // first of them: what was read before them is not read again). Ids
+    // still leased are skipped by Admit.
+    cursor = storage::EncodeQueueKey(
+        storage::QueueKey{shard, lane, due_ms, after_id});
   }
   int64_t wait = due_ms - clock_.NowMillis();
   ScheduleScan(wait > 0 ? static_cast<uint64_t>(wait) : 0);
@@ -397,8 +409,9 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
   scan_entries_.clear();
   std::string& cursor = cursors_[i][l];
   scan_cursor_before_ = cursor;
+  int64_t next_due = -1;
   absl::Status s = store_->ScanDue(options_.shards[i], lane, now, want,
-                                   &cursor, &scan_entries_);
+                                   &cursor, &scan_entries_, &next_due);
   scan_calls_->Inc();
   if (!s.ok()) {
     std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
@@ -435,12 +448,15 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
     return static_cast<int>(k);
   }
   if (got < want) {
-    lanes_[i].idle[l] = true;  // nothing more due until a Wake or the tick
+    // Nothing more due until a Wake or its next entry's due time.
+    lanes_[i].idle[l] = true;
+    lanes_[i].idle_until[l] = next_due >= 0 ? next_due : kNever;
   } else if (scan_requeued_ * 2 > got) {
     // Mostly destinations that are full: read on at the next tick rather
     // than at once, or the whole backlog churns through requeues while the
     // ready queues drain.
     lanes_[i].idle[l] = true;
+    lanes_[i].idle_until[l] = now;
   } else {
     ScheduleScan(0);  // more may be due
   }
@@ -797,10 +813,13 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
   }
   if (Suppressed(d, c, job)) return false;
   // Identical content (non-personalized transactional mail): several
-  // recipients of the destination share one transaction.
+  // recipients of the destination share one transaction, unless return
+  // paths are VERP: one MAIL FROM per recipient is what ties an
+  // asynchronous bounce to it.
   std::vector<Job> group;
   group.push_back(std::move(job));
-  if (c.content.transactional() && c.compiled->fields().empty()) {
+  if (c.content.transactional() && c.compiled->fields().empty() &&
+      options_.hygiene.bounce_domain.empty()) {
     std::deque<Job>& q = d->QueueFor(group[0].key.lane);
     while (static_cast<int>(group.size()) <
                options_.max_recipients_per_transaction &&
@@ -866,7 +885,7 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
   }
   if (!options_.hygiene.bounce_domain.empty()) {
     // VERP: an asynchronous bounce names the campaign and the recipient
-    // (the first one of a shared transaction).
+    // (transactions are not shared then).
     work->txn.mail_from = hygiene::BuildVerp(
         hygiene::VerpIds{first.rec.content_id(), first.key.id},
         options_.hygiene.bounce_domain);

@@ -39,6 +39,7 @@
 #include <array>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -115,7 +116,10 @@ class DeliveryCore : public pool::PoolDelegate {
 
   void Start();
   // New entries in (shard, lane) due at `due_ms` or later.
-  void Wake(uint16_t shard, storage::Lane lane, int64_t due_ms);
+  // `after_id`: every new entry's id is above it (0: unknown), so the scan
+  // steps back only to (due_ms, after_id), not over all of due_ms.
+  void Wake(uint16_t shard, storage::Lane lane, int64_t due_ms,
+            uint64_t after_id = 0);
   // Scans every owned shard from its start again (a campaign resumed: its
   // entries were skipped while paused).
   void Rewind();
@@ -249,12 +253,19 @@ class DeliveryCore : public pool::PoolDelegate {
   // tick), and the deficit round robin state of its bulk classes.
   struct LaneState {
     std::array<bool, storage::kNumLanes> idle{};
+    // An idle lane is read again at a Wake, or by the tick once this time
+    // has come: the due time of its first entry not due at the last read
+    // (kNever: it held nothing more). Polling empty lanes every tick costs
+    // a RocksDB seek (and block reads) each.
+    std::array<int64_t, storage::kNumLanes> idle_until{};
     std::array<int, storage::kBulkClasses> deficit{};
     int next_bulk = 0;
     // The full destination the lane's cursor stopped at (null: none).
     std::array<Destination*, storage::kNumLanes> blocked_by{};
   };
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
   std::vector<LaneState> lanes_;
+  int64_t next_full_rescan_ms_ = 0;  // every lane read again (safety net)
   std::vector<storage::QueueEntry> scan_entries_;  // reused by ScanLane
   std::string scan_cursor_before_;                 // reused by ScanLane
   int64_t wake_at_ms_ = 0;  // when wake_timer_ fires, if armed
