@@ -253,35 +253,62 @@ void DeliveryCore::Rewind() {
   ScheduleScan(0);
 }
 
+struct DeliveryCore::SweepJob {
+  uint64_t content_id = 0;
+  size_t shard = 0;  // index into options_.shards
+  int lane = 0;
+  std::string cursor;
+};
+
 void DeliveryCore::SweepCancelled(uint64_t content_id) {
   if (shutting_down_) return;
+  auto job = std::make_shared<SweepJob>();
+  job->content_id = content_id;
+  ++commits_outstanding_;  // Shutdown waits for the sweep to stop
+  SweepStep(job);
+}
+
+void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
+  // One batch per loop turn: the outcomes are written and finished at the
+  // iteration's end, so memory stays bounded (a sweep of millions used to
+  // hold them all in one callback) and the loop keeps serving meanwhile.
   const int64_t now = clock_.NowMillis();
-  std::vector<storage::QueueEntry> entries;
-  for (uint16_t shard : options_.shards) {
-    for (int lane = 0; lane < storage::kNumLanes; ++lane) {
-      std::string cursor;
-      do {
-        entries.clear();
-        absl::Status s = store_->ScanDue(
-            shard, static_cast<storage::Lane>(lane),
-            std::numeric_limits<int64_t>::max(), kScanBatch, &cursor, &entries);
-        if (!s.ok()) break;
-        for (storage::QueueEntry& e : entries) {
-          if (e.rec.content_id() != content_id) continue;
-          if (!leased_.insert(e.key.id).second) continue;  // in flight
-          ++in_flight_;
-          in_flight_table_->Add(content_id, 1);
-          storage::Outcome o;
-          o.set_at_ms(now);
-          o.set_attempts(e.rec.attempts());
-          o.set_reply("local: campaign cancelled");
-          Destination* d = GetDestination(DomainOf(e.rec.address()));
-          Record(d, Job{e.key, std::move(e.rec)}, Final::kCancelled, o, -1);
-        }
-      } while (entries.size() == kScanBatch);
+  std::vector<storage::QueueEntry>& entries = scan_entries_;
+  while (!shutting_down_ && job->shard < options_.shards.size()) {
+    entries.clear();
+    absl::Status s = store_->ScanDue(
+        options_.shards[job->shard], static_cast<storage::Lane>(job->lane),
+        std::numeric_limits<int64_t>::max(), kScanBatch, &job->cursor,
+        &entries);
+    const bool more = s.ok() && entries.size() == kScanBatch;
+    for (storage::QueueEntry& e : entries) {
+      if (e.rec.content_id() != job->content_id) continue;
+      if (!leased_.insert(e.key.id).second) continue;  // in flight
+      ++in_flight_;
+      in_flight_table_->Add(job->content_id, 1);
+      storage::Outcome o;
+      o.set_at_ms(now);
+      o.set_attempts(e.rec.attempts());
+      o.set_reply("local: campaign cancelled");
+      Destination* d = GetDestination(DomainOf(e.rec.address()));
+      Record(d, Job{e.key, std::move(e.rec)}, Final::kCancelled, o, -1);
+    }
+    if (!more) {
+      job->cursor.clear();
+      if (++job->lane == storage::kNumLanes) {
+        job->lane = 0;
+        ++job->shard;
+      }
+    }
+    if (!entries.empty()) {
+      Flush();
+      loop_.Post([this, job] { SweepStep(job); });
+      return;
     }
   }
   Flush();
+  --commits_outstanding_;
+  MaybeFinishShutdown();
 }
 
 struct DeliveryCore::RescheduleJob {

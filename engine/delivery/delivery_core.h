@@ -236,6 +236,8 @@ class DeliveryCore : public pool::PoolDelegate {
   // Hands committed events to options_.event_log, grouped by tenant.
   void LogEvents(std::vector<storage::StateBatch::BatchEvent> events);
   void MaybeFinishShutdown();
+  struct SweepJob;
+  void SweepStep(const std::shared_ptr<SweepJob>& job);
 
   core::Loop& loop_;
   const Options options_;
