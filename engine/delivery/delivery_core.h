@@ -205,6 +205,8 @@ class DeliveryCore : public pool::PoolDelegate {
   // that is full in that lane and none has expired: leasing on would only
   // requeue them.
   bool OnlyFullDestinations(int l, int64_t now_ms);
+  // Sets *cursor so that the next ScanDue starts at `key`.
+  static void CursorBefore(const storage::QueueKey& key, std::string* cursor);
   bool LaneBlocked(size_t i, int l, int64_t now_ms);
   // Called after work left d: lanes d filled that drained to half are no
   // longer full, and the scan lanes they blocked read on.
@@ -269,7 +271,6 @@ class DeliveryCore : public pool::PoolDelegate {
   std::vector<LaneState> lanes_;
   int64_t next_full_rescan_ms_ = 0;  // every lane read again (safety net)
   std::vector<storage::QueueEntry> scan_entries_;  // reused by ScanLane
-  std::string scan_cursor_before_;                 // reused by ScanLane
   int64_t wake_at_ms_ = 0;  // when wake_timer_ fires, if armed
   size_t scan_requeued_ = 0;  // requeued by Admit during one ScanLane
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
