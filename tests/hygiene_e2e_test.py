@@ -54,8 +54,12 @@ class HygieneTest(unittest.TestCase):
                 unfolded = re.sub(r"\r\n[ \t]+", " ", head)
                 lu = re.search(r"^List-Unsubscribe: (.*)$", unfolded, re.M)
                 self.assertIsNotNone(lu, head)
-                self.assertIn("<mailto:unsubscribe+", lu.group(1))
-                self.assertIn("@unsub.salvo.test>", lu.group(1))
+                mailto = re.search(r"<mailto:([^@?>]+)@([^?>]+)\?subject=([^>]+)>",
+                                   lu.group(1))
+                self.assertIsNotNone(mailto, lu.group(1))
+                self.assertEqual(mailto.group(1), "unsubscribe")
+                self.assertEqual(mailto.group(2), "unsub.salvo.test")
+                self.assertTrue(mailto.group(3).startswith("unsubscribe-"))
                 url = re.search(r"<(https://mail\.salvo\.test/[^>]+)>",
                                 lu.group(1)).group(1)
                 self.assertIn("List-Unsubscribe-Post: List-Unsubscribe=One-Click",

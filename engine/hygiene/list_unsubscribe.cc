@@ -9,10 +9,13 @@ void AppendListUnsubscribeValue(absl::string_view token,
   while (!base_url.empty() && base_url.back() == '/') base_url.remove_suffix(1);
   if (base_url.empty()) return;
   if (!mailto_domain.empty()) {
-    out->append("<mailto:unsubscribe+");
-    out->append(token.data(), token.size());
-    out->push_back('@');
+    // The token goes in the subject: in the local part it would pass the
+    // 64 octets RFC 5321 allows (it carries the tenant and the address).
+    // base64url needs no escaping in a URI.
+    out->append("<mailto:unsubscribe@");
     out->append(mailto_domain.data(), mailto_domain.size());
+    out->append("?subject=unsubscribe-");
+    out->append(token.data(), token.size());
     out->append(">, ");
   }
   out->push_back('<');

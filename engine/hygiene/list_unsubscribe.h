@@ -2,7 +2,8 @@
 // pure. In: hygiene options and a recipient's (tenant, content id, address).
 // Out: the List-Unsubscribe field value for render::RenderInput::
 // list_unsubscribe, e.g.
-//   <mailto:unsubscribe+TOKEN@DOMAIN>, <https://HOST/v1/unsubscribe/TOKEN>
+//   <mailto:unsubscribe@DOMAIN?subject=unsubscribe-TOKEN>,
+//   <https://HOST/v1/unsubscribe/TOKEN>
 // The renderer adds "List-Unsubscribe-Post: List-Unsubscribe=One-Click".
 // Any thread: stateless.
 #ifndef SALVO_ENGINE_HYGIENE_LIST_UNSUBSCRIBE_H_

@@ -14,7 +14,7 @@ TEST(ListUnsubscribeTest, ValueForm) {
   AppendListUnsubscribeValue("TOK", "unsub.example.com",
                              "https://mail.example.com/", &out);
   EXPECT_EQ(out,
-            "<mailto:unsubscribe+TOK@unsub.example.com>, "
+            "<mailto:unsubscribe@unsub.example.com?subject=unsubscribe-TOK>, "
             "<https://mail.example.com/v1/unsubscribe/TOK>");
   out.clear();
   AppendListUnsubscribeValue("TOK", "", "https://h.example", &out);
@@ -31,11 +31,13 @@ TEST(ListUnsubscribeTest, SignedValueCarriesAVerifiableToken) {
   o.unsubscribe_mailto_domain = "d.example";
   std::string out = "prefix:";
   ASSERT_TRUE(AppendListUnsubscribe(o, {"t1", 9, "x@y.example"}, &out).ok());
-  ASSERT_TRUE(absl::StartsWith(out, "prefix:<mailto:unsubscribe+")) << out;
+  ASSERT_TRUE(absl::StartsWith(
+      out, "prefix:<mailto:unsubscribe@d.example?subject=unsubscribe-"))
+      << out;
   const size_t slash = out.rfind('/');
   ASSERT_NE(slash, std::string::npos);
   const std::string token = out.substr(slash + 1, out.size() - slash - 2);
-  EXPECT_NE(out.find("unsubscribe+" + token + "@d.example>"), std::string::npos)
+  EXPECT_NE(out.find("?subject=unsubscribe-" + token + ">"), std::string::npos)
       << out;
   auto v = VerifyUnsubscribeToken("k", token);
   ASSERT_TRUE(v.ok()) << v.status();
