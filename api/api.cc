@@ -1331,40 +1331,13 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
     ++n;
   }
   const bool last = j.reader->AtEnd();
-  j.emails.clear();
-  for (size_t i = 0; i < n; ++i) j.emails.push_back(j.recs[i].address());
-  j.hits.clear();
-  if (absl::Status s = suppressions_->CheckMany(j.tenant, j.emails, &j.hits);
+  storage::StateBatch batch;
+  std::vector<uint16_t> shards;
+  uint64_t after_id = 0;
+  if (absl::Status s = BuildUploadChunk(j, n, &batch, &shards, &after_id);
       !s.ok()) {
     j.respond(ErrorResponse(Unavailable(s)));
     return;
-  }
-  storage::StateBatch batch;
-  batch.set_collect_events(event_log_ != nullptr);
-  std::vector<bool> shard_used(store_->num_shards());
-  storage::QueueKey key;
-  key.lane = storage::BulkLaneFor(j.tenant);
-  key.due_ms = j.due;
-  size_t next_hit = 0;
-  // Every id of this batch is above it (DeliveryHooks::OnEnqueued).
-  const uint64_t after_id = store_->NextId();
-  for (size_t i = 0; i < n; ++i) {
-    if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
-      batch.SuppressedAtAccept(
-          j.content.id(), store_->NextId(), j.recs[i].address(), j.now,
-          absl::StrCat("suppressed at accept (", j.hits[next_hit].second,
-                       ")"));
-      ++next_hit;
-      continue;
-    }
-    storage::Recipient& rec = j.recs[i];
-    rec.set_content_id(j.content.id());
-    rec.set_accepted_ms(j.now);
-    rec.set_expires_ms(j.expires_ms);
-    key.shard = store_->ShardForDomain(DomainOf(rec.address()));
-    key.id = store_->NextId();
-    shard_used[key.shard] = true;
-    batch.Enqueue(key, rec);
   }
   const int64_t accepted = static_cast<int64_t>(n - j.hits.size());
   const int64_t suppressed = static_cast<int64_t>(j.hits.size());
@@ -1381,10 +1354,6 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
                                      {j.idem->hash, 200, response, j.now},
                                      &batch);
     }
-  }
-  std::vector<uint16_t> shards;
-  for (size_t s = 0; s < shard_used.size(); ++s) {
-    if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
   }
   DeliveryHooks* hooks = hooks_;
   auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
@@ -1457,7 +1426,10 @@ bool Api::CheckUploadFields(const UploadJob& j, const storage::Recipient& rec,
   return true;
 }
 
-absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
+absl::Status Api::BuildUploadChunk(UploadJob& j, size_t n,
+                                   storage::StateBatch* batch,
+                                   std::vector<uint16_t>* shards,
+                                   uint64_t* after_id) {
   j.emails.clear();
   for (size_t i = 0; i < n; ++i) j.emails.push_back(j.recs[i].address());
   j.hits.clear();
@@ -1465,18 +1437,17 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
       !s.ok()) {
     return s;
   }
-  storage::StateBatch batch;
-  batch.set_collect_events(event_log_ != nullptr);
+  batch->set_collect_events(event_log_ != nullptr);
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
   key.lane = storage::BulkLaneFor(j.tenant);
   key.due_ms = j.due;
   size_t next_hit = 0;
   // Every id of this batch is above it (DeliveryHooks::OnEnqueued).
-  const uint64_t after_id = store_->NextId();
+  *after_id = store_->NextId();
   for (size_t i = 0; i < n; ++i) {
     if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
-      batch.SuppressedAtAccept(
+      batch->SuppressedAtAccept(
           j.content.id(), store_->NextId(), j.recs[i].address(), j.now,
           absl::StrCat("suppressed at accept (", j.hits[next_hit].second,
                        ")"));
@@ -1490,18 +1461,28 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
     key.shard = store_->ShardForDomain(DomainOf(rec.address()));
     key.id = store_->NextId();
     shard_used[key.shard] = true;
-    batch.Enqueue(key, rec);
+    batch->Enqueue(key, rec);
+  }
+  for (size_t s = 0; s < shard_used.size(); ++s) {
+    if (shard_used[s]) shards->push_back(static_cast<uint16_t>(s));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
+  storage::StateBatch batch;
+  std::vector<uint16_t> shards;
+  uint64_t after_id = 0;
+  if (absl::Status s = BuildUploadChunk(j, n, &batch, &shards, &after_id);
+      !s.ok()) {
+    return s;
   }
   const int64_t accepted = static_cast<int64_t>(n - j.hits.size());
   const int64_t suppressed = static_cast<int64_t>(j.hits.size());
-  std::vector<uint16_t> shards;
-  for (size_t s = 0; s < shard_used.size(); ++s) {
-    if (shard_used[s]) shards.push_back(static_cast<uint16_t>(s));
-  }
   DeliveryHooks* hooks = hooks_;
   metrics::Counter* counter = j.accepted_counter;
   const int64_t due = j.due;
-  const storage::Lane lane = key.lane;
+  const storage::Lane lane = storage::BulkLaneFor(j.tenant);
   auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
       batch.TakeEvents());
   auto on_durable = [hooks, counter, due, after_id, lane,

@@ -201,6 +201,13 @@ class Api {
   // skipped); `done` runs on the committer thread with (status, accepted,
   // suppressed). A failed suppression lookup is returned, nothing committed.
   using ChunkDone = std::function<void(absl::Status, int64_t, int64_t)>;
+  // Checks j.recs[0, n) against the suppression list and builds their
+  // batch (suppressed ones as events only); *shards: the shards it touches;
+  // *after_id: below every queue id of the batch.
+  [[nodiscard]] absl::Status BuildUploadChunk(UploadJob& j, size_t n,
+                                              storage::StateBatch* batch,
+                                              std::vector<uint16_t>* shards,
+                                              uint64_t* after_id);
   [[nodiscard]] absl::Status CommitUploadChunk(UploadJob& j, size_t n,
                                                ChunkDone done);
   // GET /v1/events: a page of recipient events (see the header comment).
