@@ -317,6 +317,8 @@ struct DeliveryCore::RescheduleJob {
   std::function<void(absl::StatusOr<int64_t>)> done;
   int commits = 0;      // chunks handed to the committer, not yet back
   bool scanned = false; // every owned (shard, lane) was scanned
+  size_t shard = 0;     // the next (shard index, lane) to scan
+  int lane = 0;
   int64_t moved = 0;
   absl::Status status;
 };
@@ -332,45 +334,61 @@ void DeliveryCore::Reschedule(
   job->content_id = content_id;
   job->spec = r;
   job->done = std::move(done);
-  std::vector<storage::QueueEntry> entries;
-  core::Loop* loop = &loop_;
-  for (uint16_t shard : options_.shards) {
-    for (int l = 0; l < storage::kNumLanes && job->status.ok(); ++l) {
-      const auto lane = static_cast<storage::Lane>(l);
-      // Scan the whole (shard, lane) before committing any of its moves.
-      std::vector<std::pair<storage::StateBatch, std::vector<uint64_t>>> chunks;
-      std::string cursor;
-      do {
-        entries.clear();
-        absl::Status s = store_->ScanDue(shard, lane,
-                                         std::numeric_limits<int64_t>::max(),
-                                         kScanBatch, &cursor, &entries);
-        if (!s.ok()) {
-          job->status = s;
-          break;
-        }
-        for (storage::QueueEntry& e : entries) {
-          if (e.rec.content_id() != content_id) continue;
-          if (!leased_.insert(e.key.id).second) continue;  // in flight
-          if (chunks.empty() || chunks.back().second.size() >= kScanBatch) {
-            chunks.emplace_back();
-          }
-          storage::AddReschedule(r, &e, &chunks.back().first);
-          chunks.back().second.push_back(e.key.id);
-        }
-      } while (entries.size() == kScanBatch);
-      for (auto& [batch, ids] : chunks) {
-        ++job->commits;
-        ++commits_outstanding_;
-        auto moved = std::make_shared<std::vector<uint64_t>>(std::move(ids));
-        store_->Commit(std::move(batch), /*durable=*/true,
-                       [this, loop, job, moved, shard, lane](absl::Status s) {
-                         loop->Post([this, job, moved, shard, lane, s] {
-                           OnRescheduleCommitted(job, *moved, shard, lane, s);
-                         });
-                       });
+  ++commits_outstanding_;  // Shutdown waits for the scan to stop
+  RescheduleStep(job);
+}
+
+void DeliveryCore::RescheduleStep(const std::shared_ptr<RescheduleJob>& job) {
+  // One (shard, lane) per loop turn, so the loop keeps serving during a
+  // reschedule of millions. A lane is scanned whole before any of its moves
+  // is committed: a moved entry sorts later in the same lane and must not
+  // be read (and moved) again.
+  if (shutting_down_ && job->status.ok()) {
+    job->status = absl::UnavailableError("shutting down");
+  }
+  if (job->status.ok() && job->shard < options_.shards.size()) {
+    const uint16_t shard = options_.shards[job->shard];
+    const auto lane = static_cast<storage::Lane>(job->lane);
+    std::vector<std::pair<storage::StateBatch, std::vector<uint64_t>>> chunks;
+    std::vector<storage::QueueEntry> entries;
+    std::string cursor;
+    do {
+      entries.clear();
+      absl::Status s = store_->ScanDue(shard, lane,
+                                       std::numeric_limits<int64_t>::max(),
+                                       kScanBatch, &cursor, &entries);
+      if (!s.ok()) {
+        job->status = s;
+        break;
       }
+      for (storage::QueueEntry& e : entries) {
+        if (e.rec.content_id() != job->content_id) continue;
+        if (!leased_.insert(e.key.id).second) continue;  // in flight
+        if (chunks.empty() || chunks.back().second.size() >= kScanBatch) {
+          chunks.emplace_back();
+        }
+        storage::AddReschedule(job->spec, &e, &chunks.back().first);
+        chunks.back().second.push_back(e.key.id);
+      }
+    } while (entries.size() == kScanBatch);
+    core::Loop* loop = &loop_;
+    for (auto& [batch, ids] : chunks) {
+      ++job->commits;
+      ++commits_outstanding_;
+      auto moved = std::make_shared<std::vector<uint64_t>>(std::move(ids));
+      store_->Commit(std::move(batch), /*durable=*/true,
+                     [this, loop, job, moved, shard, lane](absl::Status s) {
+                       loop->Post([this, job, moved, shard, lane, s] {
+                         OnRescheduleCommitted(job, *moved, shard, lane, s);
+                       });
+                     });
     }
+    if (++job->lane == storage::kNumLanes) {
+      job->lane = 0;
+      ++job->shard;
+    }
+    loop_.Post([this, job] { RescheduleStep(job); });
+    return;
   }
   job->scanned = true;
   if (job->commits == 0) {
@@ -380,6 +398,8 @@ void DeliveryCore::Reschedule(
       job->done(job->status);
     }
   }
+  --commits_outstanding_;
+  MaybeFinishShutdown();
 }
 
 void DeliveryCore::OnRescheduleCommitted(

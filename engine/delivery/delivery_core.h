@@ -240,6 +240,7 @@ class DeliveryCore : public pool::PoolDelegate {
   void MaybeFinishShutdown();
   struct SweepJob;
   void SweepStep(const std::shared_ptr<SweepJob>& job);
+  void RescheduleStep(const std::shared_ptr<RescheduleJob>& job);
 
   core::Loop& loop_;
   const Options options_;
