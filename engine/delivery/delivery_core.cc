@@ -1120,7 +1120,14 @@ void DeliveryCore::Flush() {
     }
     batch_items_.clear();
     if (options_.event_log != nullptr) {
-      for (auto& e : batch_.TakeEvents()) written_events_.push_back(std::move(e));
+      std::vector<storage::StateBatch::BatchEvent> events = batch_.TakeEvents();
+      if (written_events_.empty()) {
+        written_events_.swap(events);
+      } else {
+        written_events_.insert(written_events_.end(),
+                               std::make_move_iterator(events.begin()),
+                               std::make_move_iterator(events.end()));
+      }
     }
     batch_.Clear();
     // Outside OnIterationEnd (a big batch, a sweep, shutdown): make sure an
@@ -1154,10 +1161,18 @@ void DeliveryCore::LogEvents(
   absl::flat_hash_map<std::string,
                       std::vector<storage::StateBatch::BatchEvent>>
       by_tenant;
+  // A batch's events mostly share one content: look its tenant up once per
+  // run of the same content, not once per event (a cache lock each).
+  uint64_t last_content = 0;
+  std::vector<storage::StateBatch::BatchEvent>* list = nullptr;
   for (auto& e : events) {
-    auto content = contents_->Get(e.content_id);
-    by_tenant[content.ok() ? (*content)->content.tenant() : std::string()]
-        .push_back(std::move(e));
+    if (list == nullptr || e.content_id != last_content) {
+      auto content = contents_->Get(e.content_id);
+      list = &by_tenant[content.ok() ? (*content)->content.tenant()
+                                     : std::string()];
+      last_content = e.content_id;
+    }
+    list->push_back(std::move(e));
   }
   for (auto& [tenant, list] : by_tenant) {
     options_.event_log->Append(tenant, std::move(list));
