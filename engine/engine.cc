@@ -321,7 +321,10 @@ void Engine::StatsLoop() {
       metrics::HelpOf(metrics::kCommitBatchesTotal));
   metrics::Counter* syncs = metrics::Registry::Default().GetCounter(
       metrics::kCommitSyncsTotal, metrics::HelpOf(metrics::kCommitSyncsTotal));
-  int64_t seen_batches = 0, seen_syncs = 0;
+  metrics::Counter* refused = metrics::Registry::Default().GetCounter(
+      metrics::kStoreUnsyncedRefusedTotal,
+      metrics::HelpOf(metrics::kStoreUnsyncedRefusedTotal));
+  int64_t seen_batches = 0, seen_syncs = 0, seen_refused = 0;
   std::unique_lock<std::mutex> lock(stats_mu_);
   while (!stats_stop_) {
     lock.unlock();
@@ -336,6 +339,9 @@ void Engine::StatsLoop() {
     syncs->Inc(y - seen_syncs);
     seen_batches = b;
     seen_syncs = y;
+    const int64_t r = store_->unsynced_refused();
+    refused->Inc(r - seen_refused);
+    seen_refused = r;
     lock.lock();
     stats_cv_.wait_for(lock, std::chrono::seconds(2),
                        [this] { return stats_stop_; });

@@ -612,12 +612,19 @@ struct QueueStore::Committer {
     }
   }
 
-  // Committer thread. Syncs the WAL with no WriteUnsynced in progress (so
-  // none can fail on the WAL while it is synced), unless one has failed.
+  // Committer thread. Syncs the WAL, unless an unsynced write has failed.
+  // With room on the disk, loop writes go on during the fsync (RocksDB's
+  // SyncWAL runs alongside appends): an outcome that waited for the fsync
+  // would be lost to a kill -9 in that time, and be sent again. Close to
+  // full, the sync excludes them: a loop write that fails on the WAL while
+  // it is synced trips an assertion in Debian's librocksdb (SyncWithoutFlush
+  // after a failed append), and ENOSPC is the failure to expect there.
+  // Loop writes refused meanwhile go through Commit().
   rocksdb::Status SyncGated() {
-    // Exclusive: a loop write that fails on the WAL while it is synced
-    // trips an assertion in Debian's librocksdb (SyncWithoutFlush after a
-    // failed append). Loop writes refused meanwhile go through Commit().
+    if (space_roomy) {
+      absl::ReaderMutexLock g(&gate);
+      return SyncLocked();
+    }
     absl::MutexLock g(&gate);
     return SyncLocked();
   }
@@ -659,6 +666,7 @@ struct QueueStore::Committer {
   // Loop threads (QueueStore::WriteUnsynced).
   absl::Status WriteDirect(StateBatch& batch) {
     if (!gate.ReaderTryLock()) {
+      unsynced_refused.fetch_add(1, std::memory_order_relaxed);
       return absl::UnavailableError("queue store busy (sync or recovery)");
     }
     absl::Status result;
@@ -673,6 +681,7 @@ struct QueueStore::Committer {
       if (s.ok()) {
         unsynced_writes.fetch_add(1, std::memory_order_relaxed);
       } else if (s.IsIncomplete()) {
+        unsynced_refused.fetch_add(1, std::memory_order_relaxed);
         result = absl::UnavailableError("queue write would stall");
       } else {
         {
@@ -725,6 +734,8 @@ struct QueueStore::Committer {
     const uint64_t free_bytes =
         static_cast<uint64_t>(v.f_bavail) * static_cast<uint64_t>(v.f_frsize);
     space_ok = free_bytes >= min_free_bytes;
+    // Far enough from the bound that no write fails before the next check.
+    space_roomy = free_bytes / kRoomyFactor >= min_free_bytes;
     if (!space_ok) {
       space_error = absl::StrCat("disk full: ", free_bytes, " bytes free under ",
                                  path, ", writes need ", min_free_bytes);
@@ -775,6 +786,7 @@ struct QueueStore::Committer {
   std::atomic<bool> unsynced{false};  // non-durable writes since the sync
   std::atomic<bool> direct_failed{false};
   std::atomic<int64_t> unsynced_writes{0};
+  std::atomic<int64_t> unsynced_refused{0};
   std::string direct_error;  // guarded by mu
   std::mutex mu;
   std::condition_variable cv;
@@ -787,6 +799,10 @@ struct QueueStore::Committer {
   // Committer thread only.
   bool db_ok = true;     // no failed write since the last recovery
   bool space_ok = true;  // free space >= min_free_bytes at the last check
+  // Free space >= kRoomyFactor * min_free_bytes at the last check: syncs let
+  // loop writes through (SyncGated). Unknown (min_free_bytes 0): false.
+  static constexpr uint64_t kRoomyFactor = 4;
+  bool space_roomy = false;
   std::string last_error;
   std::string space_error;
   std::chrono::steady_clock::time_point next_recovery;
@@ -973,6 +989,10 @@ absl::Status QueueStore::WriteUnsynced(StateBatch& batch) {
 
 int64_t QueueStore::unsynced_writes() const {
   return committer_->unsynced_writes.load(std::memory_order_relaxed);
+}
+
+int64_t QueueStore::unsynced_refused() const {
+  return committer_->unsynced_refused.load(std::memory_order_relaxed);
 }
 
 absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {

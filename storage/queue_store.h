@@ -25,7 +25,12 @@
 // writes its batch at once (WAL append, no fsync), and the committer syncs
 // the WAL within Options::unsynced_sync_ms of such a write. A kill -9 keeps
 // every completed write; a power cut may drop the last interval's unsynced
-// writes.
+// writes. While the committer syncs the WAL, loop writes go on (with free
+// space above 4 x Options::min_free_bytes) or are refused and handed to the
+// committer (closer to full, or min_free_bytes 0): Debian's librocksdb
+// aborts the process when a WAL append fails during a sync, so with room on
+// the disk an I/O error there ends the process (nothing acknowledged is
+// lost: acknowledgements follow syncs) instead of latching unhealthy.
 // Disk full: free space below Options::min_free_bytes, or a failed write or
 // sync, latches healthy() to false; while
 // unhealthy the committer fails new batches at once (Unavailable, naming the
@@ -242,6 +247,9 @@ class QueueStore {
   void SyncThen(std::function<void(absl::Status)> done);
   // Writes through WriteUnsynced since Open (for tests and metrics).
   int64_t unsynced_writes() const;
+  // WriteUnsynced calls refused with Unavailable while the store was
+  // healthy (a sync or recovery held the store, or a write would stall).
+  int64_t unsynced_refused() const;
   // Blocking convenience for tools and tests. Not from a commit callback
   // (FailedPrecondition): use Commit() there.
   [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);

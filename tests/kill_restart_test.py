@@ -31,19 +31,22 @@ SINKS = 2             # FakeSmtp processes (each ~1,600 msg/s on this machine)
 DOMAINS = 4           # recipient domains, routed round-robin to the sinks
 TEMPFAIL_PERCENT = 5  # first-attempt 451s at the sinks
 BODY_BYTES = 300
-CONNECTIONS = 4       # delivery.max_connections_per_host (per loop)
+CONNECTIONS = 2       # delivery.max_connections_per_host (per loop)
 ZONE = "salvo.test"
 # A kill duplicates what the sinks accepted but salvo had not yet written:
 # every duplicate has exactly one stored DELIVERED event (its first copy's
-# outcome was never written), and its first copy lies within the last ~16
+# outcome was never written), and its first copy lies within the last few
 # lines the sink logged before the kill or after it (tests/kill_restart_diag
 # .py). That is the transactions in flight, one recipient each, from the
 # sink's log line (written before its 250) to salvo's write at the end of
-# the loop iteration that read the 250: mostly the round trip on loaded
-# cores. Writing each outcome on its own (no batching) did not change it
-# (314 vs 330), fewer connections did: 16 per host per loop gave 330
-# duplicates, 4 gave 85 (load ~10, 2 cores). So duplicates per kill are
-# bounded by the transactions in flight (connections x loops x sinks).
+# the loop iteration that read the 250: the round trip on loaded cores, so
+# duplicates per kill grow with the transactions in flight (connections x
+# loops x sinks) and with the load. Measured (2 cores, load 2.6-11): 16
+# connections per host per loop gave 330 duplicates, 4 gave 77-92, 2 gave
+# 42 and 42 (at about a third of the rate). A WAL sync that held loop writes
+# back once cost 40 duplicates in one kill (outcomes queued behind a slow
+# fsync); with room on the disk syncs no longer hold them (storage
+# sync_gate_test).
 MAX_DUPLICATES_PER_KILL = CONNECTIONS * (os.cpu_count() or 1) * SINKS
 DUPLICATE_TARGET = N // 1000
 
@@ -215,12 +218,10 @@ class KillRestartTest(unittest.TestCase):
                   f"({100.0 * duplicates / N:.3f}%) per kill={per_kill} "
                   f"accepted_across_kill={at_kill} "
                   f"total={elapsed:.1f}s")
-            if duplicates > DUPLICATE_TARGET:
-                print(f"kill_restart: {duplicates} duplicates exceed the "
-                      f"target of {DUPLICATE_TARGET}")
             self.assertLessEqual(max(per_kill), MAX_DUPLICATES_PER_KILL,
                                  per_kill)
-            self.assertLessEqual(duplicates, KILLS * MAX_DUPLICATES_PER_KILL)
+            # Issue 3's bound: at most 0.1% duplicates over the 20 kills.
+            self.assertLessEqual(duplicates, DUPLICATE_TARGET, per_kill)
         finally:
             if s is not None and s.proc is not None:
                 s.kill9()

@@ -31,6 +31,8 @@ inline constexpr absl::string_view kCommitBatchesTotal =
     "salvo_commit_batches_total";
 inline constexpr absl::string_view kCommitSyncsTotal =
     "salvo_commit_syncs_total";
+inline constexpr absl::string_view kStoreUnsyncedRefusedTotal =
+    "salvo_store_unsynced_refused_total";
 
 // Values of the `result` label of salvo_deliveries_total.
 inline constexpr absl::string_view kResultDelivered = "delivered";
@@ -62,6 +64,9 @@ inline constexpr MetricSpec kEngineMetrics[] = {
      "Storage write batches committed."},
     {kCommitSyncsTotal, MetricType::kCounter, "",
      "WAL syncs performed by the commit group."},
+    {kStoreUnsyncedRefusedTotal, MetricType::kCounter, "",
+     "Loop writes the store refused (WAL sync under way near a full disk, "
+     "recovery, write stall) and handed to the committer instead."},
 };
 
 // The help text of an engine metric (its name when it is not listed).
