@@ -37,10 +37,14 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
   int64_t queued = *depth;
   int64_t expanded = 0;
   absl::flat_hash_map<uint64_t, ContentState> states;
+  // Index keys are read in small batches per lane (skipping a paused
+  // campaign's blocks costs no seek each).
+  constexpr size_t kScanBatch = 32;
   std::string cursors[kNumLanes];
+  std::vector<BlockKey> keys[kNumLanes];
+  size_t next[kNumLanes] = {};
   bool done[kNumLanes] = {};
   done[static_cast<int>(Lane::kTransactional)] = true;
-  std::vector<BlockKey> keys;
   bool any = true;
   while (any && queued < options_.window) {
     any = false;
@@ -48,18 +52,20 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
       if (done[lane]) continue;
       // The first block of this lane that can be expanded now.
       for (;;) {
-        if (absl::Status s =
-                store_->ScanBlocks(static_cast<Lane>(lane),
-                                   now_ms + options_.horizon_ms, 1,
-                                   &cursors[lane], &keys);
-            !s.ok()) {
-          return s;
+        if (next[lane] == keys[lane].size()) {
+          next[lane] = 0;
+          if (absl::Status s = store_->ScanBlocks(
+                  static_cast<Lane>(lane), now_ms + options_.horizon_ms,
+                  kScanBatch, &cursors[lane], &keys[lane]);
+              !s.ok()) {
+            return s;
+          }
+          if (keys[lane].empty()) {
+            done[lane] = true;
+            break;
+          }
         }
-        if (keys.empty()) {
-          done[lane] = true;
-          break;
-        }
-        const BlockKey& key = keys[0];
+        const BlockKey key = keys[lane][next[lane]++];
         auto it = states.find(key.content_id);
         if (it == states.end()) {
           absl::StatusOr<ContentState> st =
