@@ -62,7 +62,7 @@ class Engine : public api::DeliveryHooks {
   // a BlockExpander pass; woken by OnBlocksAdded or every kExpandPollMs.
   void ExpanderLoop();
   void PostExpanderTask(std::function<void()> task);
-  static constexpr int kExpandPollMs = 50;
+  static constexpr int kExpandPollMs = 100;
   explicit Engine(const config::Config& config) : config_(config) {}
   absl::Status StartLoops();
   void StatsLoop();

@@ -32,6 +32,21 @@ absl::Status BlockExpander::CancelBlock(const BlockKey& key, int64_t now_ms) {
 
 absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
   absl::MutexLock lock(&mu_);
+  // The depth read merges every counter operand not yet compacted: only
+  // pay for it when some block is due.
+  bool any_due = false;
+  std::vector<BlockKey> probe;
+  for (int lane = 1; lane < kNumLanes && !any_due; ++lane) {
+    std::string cursor;
+    if (absl::Status s = store_->ScanBlocks(static_cast<Lane>(lane),
+                                            now_ms + options_.horizon_ms, 1,
+                                            &cursor, &probe);
+        !s.ok()) {
+      return s;
+    }
+    any_due = !probe.empty();
+  }
+  if (!any_due) return int64_t{0};
   absl::StatusOr<int64_t> depth = store_->TotalDepth();
   if (!depth.ok()) return depth.status();
   int64_t queued = *depth;
