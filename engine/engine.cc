@@ -269,6 +269,28 @@ void Engine::OnBlocksAdded() {
   expander_cv_.notify_one();
 }
 
+void Engine::CancelBlocks(uint64_t content_id) {
+  PostExpanderTask([this, content_id] {
+    bool more = false;
+    absl::StatusOr<int64_t> n = expander_->CancelContent(
+        content_id, core::RealClock::Get().NowMillis(), kCancelBlocksPerTask,
+        &more);
+    if (!n.ok()) {
+      std::fprintf(stderr, "salvo: cancelling blocks of %s: %s\n",
+                   storage::IdToHex(content_id).c_str(),
+                   n.status().ToString().c_str());
+      return;  // later expansion passes cancel what is due
+    }
+    bool stopping;
+    {
+      std::lock_guard<std::mutex> lock(expander_mu_);
+      stopping = expander_stop_;
+    }
+    // When stopping, expansion passes after the restart cancel the rest.
+    if (more && !stopping) CancelBlocks(content_id);
+  });
+}
+
 void Engine::PostExpanderTask(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(expander_mu_);
@@ -313,16 +335,9 @@ void Engine::OnContentState(uint64_t content_id,
   contents_->SetState(content_id, state);
   if (expander_ != nullptr) {
     if (state == storage::ContentState::kCancelled) {
-      // Blocks of any due time: their recipients end as cancelled now.
-      PostExpanderTask([this, content_id] {
-        absl::StatusOr<int64_t> n = expander_->CancelContent(
-            content_id, core::RealClock::Get().NowMillis());
-        if (!n.ok()) {
-          std::fprintf(stderr, "salvo: cancelling blocks of %s: %s\n",
-                       storage::IdToHex(content_id).c_str(),
-                       n.status().ToString().c_str());
-        }
-      });
+      // Blocks of any due time end as cancelled recipients, a few blocks per
+      // task so that expansion passes run in between.
+      CancelBlocks(content_id);
     } else {
       OnBlocksAdded();  // a resumed campaign's blocks may expand
     }

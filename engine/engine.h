@@ -62,6 +62,9 @@ class Engine : public api::DeliveryHooks {
   // a BlockExpander pass; woken by OnBlocksAdded or every kExpandPollMs.
   void ExpanderLoop();
   void PostExpanderTask(std::function<void()> task);
+  // Cancels a content's blocks kCancelBlocksPerTask at a time (re-posts).
+  void CancelBlocks(uint64_t content_id);
+  static constexpr size_t kCancelBlocksPerTask = 8;
   static constexpr int kExpandPollMs = 100;
   explicit Engine(const config::Config& config) : config_(config) {}
   absl::Status StartLoops();

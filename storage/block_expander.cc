@@ -1,6 +1,7 @@
 // Recipient blocks -> queue entries within a window (see block_expander.h).
 #include "storage/block_expander.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,7 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
   int64_t queued = *depth;
   int64_t expanded = 0;
   absl::flat_hash_map<uint64_t, ContentState> states;
+  int cancels = 0;
   // Index keys are read in small batches per lane (skipping a paused
   // campaign's blocks costs no seek each).
   constexpr size_t kScanBatch = 32;
@@ -90,7 +92,9 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
         }
         if (it->second == ContentState::kPaused) continue;
         if (it->second == ContentState::kCancelled) {
-          if (absl::Status s = CancelBlock(key, now_ms); !s.ok()) return s;
+          if (cancels++ < options_.max_cancels_per_pass) {
+            if (absl::Status s = CancelBlock(key, now_ms); !s.ok()) return s;
+          }
           continue;
         }
         absl::StatusOr<RecipientBlock> block = store_->GetBlock(key);
@@ -118,16 +122,21 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
 }
 
 absl::StatusOr<int64_t> BlockExpander::CancelContent(uint64_t content_id,
-                                                     int64_t now_ms) {
+                                                     int64_t now_ms,
+                                                     size_t max_blocks,
+                                                     bool* more) {
   absl::MutexLock lock(&mu_);
   std::vector<BlockKey> keys;
   if (absl::Status s = store_->ContentBlocks(content_id, &keys); !s.ok()) {
     return s;
   }
+  const size_t n_blocks =
+      max_blocks == 0 ? keys.size() : std::min(max_blocks, keys.size());
+  if (more != nullptr) *more = n_blocks < keys.size();
   int64_t n = 0;
-  for (const BlockKey& key : keys) {
-    if (absl::Status s = CancelBlock(key, now_ms); !s.ok()) return s;
-    n += key.count;
+  for (size_t i = 0; i < n_blocks; ++i) {
+    if (absl::Status s = CancelBlock(keys[i], now_ms); !s.ok()) return s;
+    n += keys[i].count;
   }
   return n;
 }

@@ -31,6 +31,10 @@ class BlockExpander {
   struct Options {
     int64_t window = 200000;  // expand while the queue depth is below this
     int64_t horizon_ms = 1000;  // blocks due this soon count as due
+    // Blocks of cancelled contents a pass turns into cancelled recipients
+    // (the rest are skipped, left to CancelContent or later passes), so a
+    // big cancel never holds up expansion for long.
+    int max_cancels_per_pass = 4;
   };
   using OnExpanded = std::function<void(uint16_t shard, Lane lane,
                                         int64_t due_ms, uint64_t after_id)>;
@@ -39,9 +43,12 @@ class BlockExpander {
 
   // One pass at now_ms. Returns the recipients expanded into queue entries.
   absl::StatusOr<int64_t> Pass(int64_t now_ms);
-  // Every block of the content ends as cancelled recipients (outcome,
-  // CANCELLED event, counter). Returns the recipients cancelled.
-  absl::StatusOr<int64_t> CancelContent(uint64_t content_id, int64_t now_ms);
+  // Blocks of the content (at most max_blocks; 0: all) end as cancelled
+  // recipients (outcome, CANCELLED event, counter). Returns the recipients
+  // cancelled; *more (if given) tells whether blocks remain.
+  absl::StatusOr<int64_t> CancelContent(uint64_t content_id, int64_t now_ms,
+                                        size_t max_blocks = 0,
+                                        bool* more = nullptr);
   // Every block of the content becomes due at r.due_ms with r's expiry.
   // Returns the recipients moved.
   absl::StatusOr<int64_t> RescheduleContent(uint64_t content_id,

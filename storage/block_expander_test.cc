@@ -253,6 +253,27 @@ TEST_F(BlocksTest, PausedBlocksStayCancelledBlocksBecomeCancelled) {
   }
 }
 
+TEST_F(BlocksTest, CancelsAreBoundedPerPassAndPerCall) {
+  for (int b = 0; b < 7; ++b) PutBlock(2, kNow, kContent, Lane::kBulk, b * 2);
+  const uint64_t live = PutBlock(3, kNow, /*content=*/9, Lane::kBulk, 100);
+  StateBatch cancel;
+  cancel.SetContentState(kContent, ContentState::kCancelled);
+  ASSERT_TRUE(store_->CommitNow(std::move(cancel), true).ok());
+  BlockExpander ex(store_.get(), {100, 0, /*max_cancels_per_pass=*/4},
+                   nullptr);
+  // The live block behind the cancelled ones is expanded in the same pass.
+  EXPECT_EQ(*ex.Pass(kNow), 3);
+  EXPECT_EQ(Queued().count(live), 1u);
+  EXPECT_EQ(store_->GetCounts(kContent)->cancelled, 8);
+  bool more = false;
+  EXPECT_EQ(*ex.CancelContent(kContent, kNow, 2, &more), 4);
+  EXPECT_TRUE(more);
+  EXPECT_EQ(*ex.CancelContent(kContent, kNow, 2, &more), 2);
+  EXPECT_FALSE(more);
+  EXPECT_EQ(store_->GetCounts(kContent)->cancelled, 14);
+  EXPECT_EQ(store_->GetCounts(kContent)->pending(), 0);
+}
+
 TEST_F(BlocksTest, CancelContentSweepsFutureBlocks) {
   PutBlock(5, kNow + 3'600'000);
   PutBlock(2, kNow + 7'200'000, kContent, Lane::kBulk, 10);
