@@ -1200,6 +1200,7 @@ struct Api::UploadJob {
   int64_t suppressed = 0;
   // Reused across chunks.
   std::vector<storage::Recipient> recs;
+  std::vector<const storage::Recipient*> block_recs;  // reused per chunk
   std::vector<absl::string_view> emails;
   std::vector<std::pair<size_t, std::string>> hits;
 };
@@ -1361,7 +1362,8 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
   store_->Commit(
       std::move(batch), /*durable=*/true,
       [this, job, hooks, shards = std::move(shards), accepted, suppressed,
-       chunk, last, after_id, response = std::move(response),
+       chunk, last, after_id, blocks = recipient_blocks_,
+       response = std::move(response),
        events](absl::Status s) mutable {
         // Committer thread. Only this callback touches the job until it
         // posts the next step.
@@ -1388,6 +1390,7 @@ void Api::UploadStep(std::shared_ptr<UploadJob> job) {
             hooks->OnEnqueued(shard, storage::BulkLaneFor(j.tenant), j.due,
                               after_id);
           }
+          if (blocks && accepted > 0) hooks->OnBlocksAdded();
         }
         if (last) {
           j.loop->Post([job, response = std::move(response)] {
@@ -1438,6 +1441,30 @@ absl::Status Api::BuildUploadChunk(UploadJob& j, size_t n,
     return s;
   }
   batch->set_collect_events(event_log_ != nullptr);
+  if (recipient_blocks_) {
+    // One block for the chunk; suppressed recipients keep their own events.
+    j.block_recs.clear();
+    size_t next_hit = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (next_hit < j.hits.size() && j.hits[next_hit].first == i) {
+        batch->SuppressedAtAccept(
+            j.content.id(), store_->NextId(), j.recs[i].address(), j.now,
+            absl::StrCat("suppressed at accept (", j.hits[next_hit].second,
+                         ")"));
+        ++next_hit;
+        continue;
+      }
+      j.block_recs.push_back(&j.recs[i]);
+    }
+    if (!j.block_recs.empty()) {
+      const uint32_t count = static_cast<uint32_t>(j.block_recs.size());
+      batch->PutBlock(storage::BulkLaneFor(j.tenant), j.due, j.content.id(),
+                      store_->NextIds(count), j.now, j.expires_ms,
+                      j.block_recs);
+    }
+    *after_id = 0;  // no shard touched: hooks get OnBlocksAdded
+    return absl::OkStatus();
+  }
   std::vector<bool> shard_used(store_->num_shards());
   storage::QueueKey key;
   key.lane = storage::BulkLaneFor(j.tenant);
@@ -1486,6 +1513,7 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
   auto events = std::make_shared<std::vector<storage::StateBatch::BatchEvent>>(
       batch.TakeEvents());
   auto on_durable = [hooks, counter, due, after_id, lane,
+                     blocks = recipient_blocks_,
                      shards = std::move(shards),
                      accepted, suppressed, events, log = event_log_,
                      tenant = j.tenant,
@@ -1498,6 +1526,7 @@ absl::Status Api::CommitUploadChunk(UploadJob& j, size_t n, ChunkDone done) {
                        for (uint16_t shard : shards) {
                          hooks->OnEnqueued(shard, lane, due, after_id);
                        }
+                       if (blocks && accepted > 0) hooks->OnBlocksAdded();
                      }
                    }
                    done(std::move(s), accepted, suppressed);

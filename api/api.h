@@ -92,6 +92,9 @@ class DeliveryHooks {
                           uint64_t after_id) = 0;
   // Any thread: recipients of this content currently leased into memory.
   virtual int64_t InFlight(uint64_t content_id) = 0;
+  // Any thread, after an upload chunk stored as a recipient block is
+  // durable: blocks wait for expansion.
+  virtual void OnBlocksAdded() {}
   // Any thread, after a campaign's state record is durable (pause, resume,
   // cancel): the engine applies it on every loop.
   virtual void OnContentState(uint64_t content_id,
@@ -135,6 +138,10 @@ class Api {
   // Commits of a streamed upload outstanding before its socket is no longer
   // read. Call before serving.
   void SetUploadWindow(int n) { upload_window_ = n > 0 ? n : 1; }
+  // On: each upload chunk is stored as one recipient block
+  // (StateBatch::PutBlock) that the engine's BlockExpander turns into queue
+  // entries later; off (the default): queue entries at once.
+  void SetRecipientBlocks(bool on) { recipient_blocks_ = on; }
   static constexpr int kDefaultUploadWindow = 2;
 
   // The HttpServer stream route of `loop` for streamed uploads (see above).
@@ -240,6 +247,7 @@ class Api {
   events::EventLog* event_log_ = nullptr;
   size_t upload_chunk_ = kDefaultUploadChunkRecipients;
   int upload_window_ = kDefaultUploadWindow;
+  bool recipient_blocks_ = false;
   std::atomic<int64_t> max_buffered_bytes_{0};
   std::atomic<int> max_outstanding_{0};
   absl::Mutex claims_mu_;

@@ -1,6 +1,7 @@
 // Engine wiring (see engine.h).
 #include "engine/engine.h"
 
+#include <chrono>
 #include <cstdio>
 #include <future>
 #include <random>
@@ -82,10 +83,25 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(
     e->event_log_ = *std::move(log);
     e->api_->SetEventLog(e->event_log_.get());
   }
+  if (config.expand_window > 0) {
+    storage::BlockExpander::Options xo;
+    xo.window = config.expand_window;
+    Engine* raw = e.get();
+    e->expander_ = std::make_unique<storage::BlockExpander>(
+        e->store_.get(), xo,
+        [raw](uint16_t shard, storage::Lane lane, int64_t due_ms,
+              uint64_t after_id) {
+          raw->OnEnqueued(shard, lane, due_ms, after_id);
+        });
+    e->api_->SetRecipientBlocks(true);
+  }
   absl::Status s = e->StartLoops();
   if (!s.ok()) {
     e->Stop();
     return s;
+  }
+  if (e->expander_ != nullptr) {
+    e->expander_thread_ = std::thread([raw = e.get()] { raw->ExpanderLoop(); });
   }
   e->stats_thread_ = std::thread([raw = e.get()] { raw->StatsLoop(); });
   return e;
@@ -244,9 +260,88 @@ void Engine::OnEnqueued(uint16_t shard, storage::Lane lane, int64_t due_ms,
   });
 }
 
+void Engine::OnBlocksAdded() {
+  if (expander_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(expander_mu_);
+    expander_wake_ = true;
+  }
+  expander_cv_.notify_one();
+}
+
+void Engine::CancelBlocks(uint64_t content_id) {
+  PostExpanderTask([this, content_id] {
+    bool more = false;
+    absl::StatusOr<int64_t> n = expander_->CancelContent(
+        content_id, core::RealClock::Get().NowMillis(), kCancelBlocksPerTask,
+        &more);
+    if (!n.ok()) {
+      std::fprintf(stderr, "salvo: cancelling blocks of %s: %s\n",
+                   storage::IdToHex(content_id).c_str(),
+                   n.status().ToString().c_str());
+      return;  // later expansion passes cancel what is due
+    }
+    bool stopping;
+    {
+      std::lock_guard<std::mutex> lock(expander_mu_);
+      stopping = expander_stop_;
+    }
+    // When stopping, expansion passes after the restart cancel the rest.
+    if (more && !stopping) CancelBlocks(content_id);
+  });
+}
+
+void Engine::PostExpanderTask(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(expander_mu_);
+    if (!expander_stop_) {
+      expander_tasks_.push_back(std::move(task));
+      task = nullptr;
+    }
+  }
+  if (task) {  // stopping: run here (a blocking commit fails cleanly)
+    task();
+    return;
+  }
+  expander_cv_.notify_one();
+}
+
+void Engine::ExpanderLoop() {
+  std::unique_lock<std::mutex> lock(expander_mu_);
+  int64_t failures = 0;
+  for (;;) {
+    expander_cv_.wait_for(lock, std::chrono::milliseconds(kExpandPollMs), [this] {
+      return expander_stop_ || expander_wake_ || !expander_tasks_.empty();
+    });
+    std::deque<std::function<void()>> tasks;
+    tasks.swap(expander_tasks_);
+    const bool stop = expander_stop_;
+    expander_wake_ = false;
+    lock.unlock();
+    for (auto& task : tasks) task();
+    if (stop) return;
+    absl::StatusOr<int64_t> n =
+        expander_->Pass(core::RealClock::Get().NowMillis());
+    if (!n.ok() && failures++ % 100 == 0) {  // retried every poll
+      std::fprintf(stderr, "salvo: expanding recipient blocks: %s\n",
+                   n.status().ToString().c_str());
+    }
+    lock.lock();
+  }
+}
+
 void Engine::OnContentState(uint64_t content_id,
                             storage::ContentState state) {
   contents_->SetState(content_id, state);
+  if (expander_ != nullptr) {
+    if (state == storage::ContentState::kCancelled) {
+      // Blocks of any due time end as cancelled recipients, a few blocks per
+      // task so that expansion passes run in between.
+      CancelBlocks(content_id);
+    } else {
+      OnBlocksAdded();  // a resumed campaign's blocks may expand
+    }
+  }
   if (!loops_) return;
   for (int i = 0; i < loops_->size(); ++i) {
     delivery::DeliveryCore* core = cores_[i].get();
@@ -262,6 +357,32 @@ void Engine::OnContentState(uint64_t content_id,
 
 void Engine::Reschedule(uint64_t content_id, const storage::Reschedule& r,
                         std::function<void(absl::StatusOr<int64_t>)> done) {
+  if (expander_ == nullptr) {
+    RescheduleQueued(content_id, r, std::move(done));
+    return;
+  }
+  // Blocks first (serialized with expansion), then the loops move the
+  // entries already expanded.
+  PostExpanderTask([this, content_id, r, done = std::move(done)] {
+    absl::StatusOr<int64_t> blocks = expander_->RescheduleContent(content_id, r);
+    if (!blocks.ok()) {
+      done(blocks.status());
+      return;
+    }
+    const int64_t b = *blocks;
+    RescheduleQueued(content_id, r, [b, done](absl::StatusOr<int64_t> n) {
+      if (n.ok()) {
+        done(*n + b);
+      } else {
+        done(n);
+      }
+    });
+  });
+}
+
+void Engine::RescheduleQueued(
+    uint64_t content_id, const storage::Reschedule& r,
+    std::function<void(absl::StatusOr<int64_t>)> done) {
   if (!loops_ || loops_->size() == 0) {
     done(int64_t{0});
     return;
@@ -357,6 +478,14 @@ int Engine::Stop() {
   }
   stats_cv_.notify_all();
   if (stats_thread_.joinable()) stats_thread_.join();
+  if (expander_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(expander_mu_);
+      expander_stop_ = true;
+    }
+    expander_cv_.notify_all();
+    expander_thread_.join();  // runs the tasks still queued
+  }
   if (loops_) {
     // Stop admitting first, on every loop, then drain deliveries.
     std::vector<std::future<void>> drained;

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "engine/core/loop.h"
 #include "engine/delivery/content_cache.h"
 #include "engine/delivery/delivery_core.h"
+#include "storage/block_expander.h"
 #include "storage/queue_store.h"
 #include "storage/suppression_store.h"
 
@@ -48,8 +51,21 @@ class Engine : public api::DeliveryHooks {
   // that finishes last, with the sum (or the first error).
   void Reschedule(uint64_t content_id, const storage::Reschedule& r,
                   std::function<void(absl::StatusOr<int64_t>)> done) override;
+  // Wakes the expander thread (upload chunks stored as blocks).
+  void OnBlocksAdded() override;
 
  private:
+  // The loops' part of Reschedule (queue entries of their shards).
+  void RescheduleQueued(uint64_t content_id, const storage::Reschedule& r,
+                        std::function<void(absl::StatusOr<int64_t>)> done);
+  // The expander thread: runs posted tasks (block cancel, reschedule), then
+  // a BlockExpander pass; woken by OnBlocksAdded or every kExpandPollMs.
+  void ExpanderLoop();
+  void PostExpanderTask(std::function<void()> task);
+  // Cancels a content's blocks kCancelBlocksPerTask at a time (re-posts).
+  void CancelBlocks(uint64_t content_id);
+  static constexpr size_t kCancelBlocksPerTask = 8;
+  static constexpr int kExpandPollMs = 100;
   explicit Engine(const config::Config& config) : config_(config) {}
   absl::Status StartLoops();
   void StatsLoop();
@@ -69,6 +85,14 @@ class Engine : public api::DeliveryHooks {
   std::vector<int> open_handles_;
   uint16_t http_port_ = 0;
   bool stopped_ = false;
+
+  std::unique_ptr<storage::BlockExpander> expander_;  // null: no blocks
+  std::thread expander_thread_;
+  std::mutex expander_mu_;
+  std::condition_variable expander_cv_;
+  std::deque<std::function<void()>> expander_tasks_;
+  bool expander_wake_ = false;
+  bool expander_stop_ = false;
 
   std::thread stats_thread_;
   std::mutex stats_mu_;

@@ -151,7 +151,13 @@ class PlainFileLogger final : public rocksdb::Logger {
   FILE* const file_;
 };
 
-// Drops recipient events ('E') whose recipient id was minted (ids are
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Drops recipient events ('E', and blocks' packed 'A') whose recipient id was minted (ids are
 // ms << 20 + counter) before now - retention. Compaction threads.
 class EventRetentionFilter final : public rocksdb::CompactionFilter {
  public:
@@ -162,6 +168,13 @@ class EventRetentionFilter final : public rocksdb::CompactionFilter {
               bool* /*value_changed*/) const override {
     uint64_t content_id, recipient_id;
     uint32_t seq;
+    if (key.size() == 17 && key[0] == 'A') {  // packed ACCEPTED of a block
+      uint64_t first_id = 0;
+      for (int i = 9; i < 17; ++i) {
+        first_id = (first_id << 8) | static_cast<unsigned char>(key[i]);
+      }
+      return static_cast<int64_t>(first_id >> 20) < NowMs() - retention_ms_;
+    }
     if (key.size() != kEventKeySize || key[0] != 'E' ||
         !DecodeEventKey(absl::string_view(key.data(), key.size()),
                         &content_id, &recipient_id, &seq)) {
@@ -1176,26 +1189,116 @@ absl::Status QueueStore::ScanEvents(
       it->Next();
     }
   }
+  // Packed ACCEPTED events of blocks ('A' content_id first_id) are merged
+  // in: recipient `pos` of the loaded block lists as if it were stored under
+  // EventKey(content_id, pos, EventSeq(0, ACCEPTED)).
+  const uint32_t kAcceptedSeq = EventSeq(0, Event::ACCEPTED);
+  uint64_t from_id = recipient_id;
+  if (!after.empty() && !(after < absl::string_view(start))) {
+    uint64_t ac = 0, ar = 0;
+    uint32_t as = 0;
+    if (DecodeEventKey(after, &ac, &ar, &as) && ac == content_id) {
+      from_id = std::max(from_id, as >= kAcceptedSeq ? ar + 1 : ar);
+    }
+  }
+  std::string astart(1, 'A');
+  for (int i = 7; i >= 0; --i) {
+    astart.push_back(static_cast<char>(content_id >> (8 * i)));
+  }
+  const std::string aend = PrefixEnd(astart);
+  rocksdb::Slice aupper(aend);
+  rocksdb::ReadOptions aro;
+  aro.iterate_upper_bound = &aupper;
+  std::unique_ptr<rocksdb::Iterator> ait(db_->NewIterator(aro));
+  {
+    char akey[17];
+    akey[0] = 'A';
+    for (int i = 7; i >= 0; --i) {
+      akey[1 + 7 - i] = static_cast<char>(content_id >> (8 * i));
+      akey[9 + 7 - i] = static_cast<char>(from_id >> (8 * i));
+    }
+    ait->SeekForPrev(rocksdb::Slice(akey, 17));
+    if (!ait->Valid() || !ait->key().starts_with(astart)) ait->Seek(astart);
+  }
+  RecipientBlock packed;
+  bool have_packed = false;
+  uint64_t pos = 0, pend = 0;  // ids [pos, pend) of `packed` still to list
+  auto next_packed = [&]() -> absl::Status {
+    while (!have_packed || pos >= pend) {
+      have_packed = false;
+      if (!ait->Valid()) return ToAbsl(ait->status(), "scan packed events");
+      if (!packed.ParseFromArray(ait->value().data(),
+                                 static_cast<int>(ait->value().size()))) {
+        return absl::DataLossError("unparsable packed events");
+      }
+      ait->Next();
+      const uint64_t first = packed.first_id();
+      if (recipient_id != 0 && first > recipient_id) return absl::OkStatus();
+      pos = std::max(first, from_id);
+      pend = first + static_cast<uint64_t>(packed.recipients_size());
+      if (recipient_id != 0) pend = std::min(pend, recipient_id + 1);
+      have_packed = true;
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = next_packed(); !s.ok()) return s;
+
   *more = false;
   size_t examined = 0;
   EventEntry entry;
-  for (; it->Valid(); it->Next()) {
+  for (;;) {
+    uint64_t e_content = 0, e_rid = 0;
+    uint32_t e_seq = 0;
+    bool e_decoded = false;
+    if (it->Valid()) {
+      const rocksdb::Slice k = it->key();
+      e_decoded = DecodeEventKey(absl::string_view(k.data(), k.size()),
+                                 &e_content, &e_rid, &e_seq);
+    }
+    if (!it->Valid() && !have_packed) break;
     if (out->size() >= max || examined >= max_examined) {
       *more = true;
       break;
     }
     ++examined;
-    const rocksdb::Slice k = it->key();
-    last->assign(k.data(), k.size());
-    if (!DecodeEventKey(absl::string_view(k.data(), k.size()),
-                        &entry.content_id, &entry.recipient_id, &entry.seq)) {
+    const bool use_packed =
+        have_packed &&
+        (!it->Valid() || (e_decoded && (pos < e_rid || (pos == e_rid &&
+                                                        kAcceptedSeq < e_seq))));
+    if (use_packed) {
+      entry.content_id = content_id;
+      entry.recipient_id = pos;
+      entry.seq = kAcceptedSeq;
+      entry.event.Clear();
+      entry.event.set_state(Event::ACCEPTED);
+      entry.event.set_at_ms(packed.accepted_ms());
+      entry.event.set_address(
+          packed.recipients(static_cast<int>(pos - packed.first_id()))
+              .address());
+      char kbuf[kEventKeySize];
+      const absl::string_view k = EventKey(content_id, pos, kAcceptedSeq, kbuf);
+      last->assign(k.data(), k.size());
+      ++pos;
+      if (absl::Status s = next_packed(); !s.ok()) return s;
+      if (keep && !keep(entry)) continue;
+      out->push_back(entry);
       continue;
     }
+    const rocksdb::Slice k = it->key();
+    last->assign(k.data(), k.size());
+    if (!e_decoded) {
+      it->Next();
+      continue;
+    }
+    entry.content_id = e_content;
+    entry.recipient_id = e_rid;
+    entry.seq = e_seq;
     if (!entry.event.ParseFromArray(it->value().data(),
                                     static_cast<int>(it->value().size()))) {
       return absl::DataLossError(
           absl::StrCat("unparsable event of ", IdToHex(entry.recipient_id)));
     }
+    it->Next();
     if (keep && !keep(entry)) continue;
     out->push_back(entry);
   }
@@ -1245,6 +1348,339 @@ bool QueueStore::healthy() const {
 
 int64_t QueueStore::recoveries() const {
   return committer_->recoveries.load(std::memory_order_relaxed);
+}
+
+}  // namespace salvo::storage
+
+// ------------------------------------------------------- recipient blocks
+
+namespace salvo::storage {
+namespace {
+
+constexpr size_t kBlockKeySize = 1 + 1 + 8 + 8 + 8;
+constexpr size_t kPayloadKeySize = 1 + 8;
+constexpr size_t kPackedKeySize = 1 + 8 + 8;
+
+void PutU64(uint64_t v, char* out) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v);
+    v >>= 8;
+  }
+}
+
+uint64_t GetU64(const char* in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
+rocksdb::Slice BlockKeySlice(const BlockKey& key, char buf[kBlockKeySize]) {
+  buf[0] = 'B';
+  buf[1] = static_cast<char>(key.lane);
+  PutU64(static_cast<uint64_t>(key.due_ms), buf + 2);
+  PutU64(key.first_id, buf + 10);
+  PutU64(key.content_id, buf + 18);
+  return rocksdb::Slice(buf, kBlockKeySize);
+}
+
+bool DecodeBlockKey(const rocksdb::Slice& k, const rocksdb::Slice& v,
+                    BlockKey* key) {
+  if (k.size() != kBlockKeySize || k[0] != 'B' || v.size() != 12) return false;
+  key->lane = static_cast<Lane>(k[1]);
+  key->due_ms = static_cast<int64_t>(GetU64(k.data() + 2));
+  key->first_id = GetU64(k.data() + 10);
+  key->content_id = GetU64(k.data() + 18);
+  key->expires_ms = DecodeInt64Le(rocksdb::Slice(v.data(), 8));
+  uint32_t count = 0;
+  for (int i = 3; i >= 0; --i) {
+    count = (count << 8) | static_cast<unsigned char>(v.data()[8 + i]);
+  }
+  key->count = count;
+  return true;
+}
+
+void BlockIndexValue(int64_t expires_ms, uint32_t count, char buf[12]) {
+  EncodeInt64Le(expires_ms, buf);
+  for (int i = 0; i < 4; ++i) buf[8 + i] = static_cast<char>(count >> (8 * i));
+}
+
+rocksdb::Slice PayloadKeySlice(uint64_t first_id, char buf[kPayloadKeySize]) {
+  buf[0] = 'P';
+  PutU64(first_id, buf + 1);
+  return rocksdb::Slice(buf, kPayloadKeySize);
+}
+
+rocksdb::Slice PackedKeySlice(uint64_t content_id, uint64_t first_id,
+                              char buf[kPackedKeySize]) {
+  buf[0] = 'A';
+  PutU64(content_id, buf + 1);
+  PutU64(first_id, buf + 9);
+  return rocksdb::Slice(buf, kPackedKeySize);
+}
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// RecipientBlock fields 1..3 in wire format.
+void AppendBlockHeader(uint64_t content_id, uint64_t first_id,
+                       int64_t accepted_ms, std::string* out) {
+  out->push_back(0x08);
+  AppendVarint(content_id, out);
+  out->push_back(0x10);
+  AppendVarint(first_id, out);
+  out->push_back(0x18);
+  AppendVarint(static_cast<uint64_t>(accepted_ms), out);
+}
+
+}  // namespace
+
+void StateBatch::PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
+                          uint64_t first_id, int64_t accepted_ms,
+                          int64_t expires_ms,
+                          const std::vector<const Recipient*>& recs) {
+  if (recs.empty()) return;
+  const uint32_t count = static_cast<uint32_t>(recs.size());
+  // Payload, in RecipientBlock's wire format without building one.
+  std::string& value = Scratch();
+  value.clear();
+  AppendBlockHeader(content_id, first_id, accepted_ms, &value);
+  // Packed ACCEPTED events: the same with addresses only.
+  event_value_.clear();
+  AppendBlockHeader(content_id, first_id, accepted_ms, &event_value_);
+  for (const Recipient* r : recs) {
+    const size_t len = r->ByteSizeLong();
+    value.push_back(0x22);
+    AppendVarint(len, &value);
+    const size_t at = value.size();
+    value.resize(at + len);
+    r->SerializeWithCachedSizesToArray(
+        reinterpret_cast<uint8_t*>(&value[at]));
+    const std::string& address = r->address();
+    event_value_.push_back(0x22);
+    AppendVarint(1 + VarintSize(address.size()) + address.size(),
+                 &event_value_);
+    event_value_.push_back(0x12);
+    AppendVarint(address.size(), &event_value_);
+    event_value_.append(address);
+  }
+  char pkey[kPayloadKeySize];
+  batch_->Put(PayloadKeySlice(first_id, pkey), value);
+  BlockKey key;
+  key.lane = lane;
+  key.due_ms = due_ms;
+  key.first_id = first_id;
+  key.content_id = content_id;
+  char bkey[kBlockKeySize];
+  char bval[12];
+  BlockIndexValue(expires_ms, count, bval);
+  batch_->Put(BlockKeySlice(key, bkey), rocksdb::Slice(bval, 12));
+  char akey[kPackedKeySize];
+  batch_->Put(PackedKeySlice(content_id, first_id, akey), event_value_);
+  Count(content_id, Counter::kAccepted, count);
+  if (collect_events_) {
+    BatchEvent& e = events_.emplace_back();
+    e.content_id = content_id;
+    e.recipient_id = first_id;
+    e.event.set_state(Event::ACCEPTED);
+    e.event.set_at_ms(accepted_ms);
+    e.packed = std::make_shared<const std::string>(event_value_);
+  }
+  ++ops_;
+}
+
+void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
+                             const QueueStore& store,
+                             std::vector<bool>* shard_used) {
+  char bkey[kBlockKeySize];
+  batch_->Delete(BlockKeySlice(key, bkey));
+  char pkey[kPayloadKeySize];
+  batch_->Delete(PayloadKeySlice(key.first_id, pkey));
+  QueueKey qk;
+  qk.lane = key.lane;
+  qk.due_ms = key.due_ms;
+  std::string& value = Scratch();
+  char kbuf[kQueueKeySize];
+  for (int i = 0; i < block.recipients_size(); ++i) {
+    const Recipient& r = block.recipients(i);
+    // The stored recipient (address, fields) plus content id, accept time
+    // and expiry appended in wire format (fields 1, 5, 6).
+    r.SerializeToString(&value);
+    value.push_back(0x08);
+    AppendVarint(block.content_id(), &value);
+    value.push_back(0x28);
+    AppendVarint(static_cast<uint64_t>(block.accepted_ms()), &value);
+    value.push_back(0x30);
+    AppendVarint(static_cast<uint64_t>(key.expires_ms), &value);
+    const absl::string_view address = r.address();
+    const size_t at = address.rfind('@');
+    qk.shard = store.ShardForDomain(at == absl::string_view::npos
+                                        ? absl::string_view()
+                                        : address.substr(at + 1));
+    qk.id = key.first_id + static_cast<uint64_t>(i);
+    batch_->Put(QueueKeySlice(qk, kbuf), value);
+    CountDepth(qk, 1);
+    if (shard_used != nullptr) (*shard_used)[qk.shard] = true;
+  }
+  ++ops_;
+}
+
+void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
+                             int64_t at_ms) {
+  char bkey[kBlockKeySize];
+  batch_->Delete(BlockKeySlice(key, bkey));
+  char pkey[kPayloadKeySize];
+  batch_->Delete(PayloadKeySlice(key.first_id, pkey));
+  thread_local Recipient rec;
+  thread_local Outcome o;
+  QueueKey qk;
+  qk.lane = key.lane;
+  qk.due_ms = key.due_ms;
+  for (int i = 0; i < block.recipients_size(); ++i) {
+    rec.Clear();
+    rec.set_content_id(block.content_id());
+    rec.set_address(block.recipients(i).address());
+    o.Clear();
+    o.set_at_ms(at_ms);
+    o.set_reply("local: campaign cancelled");
+    qk.id = key.first_id + static_cast<uint64_t>(i);
+    PutOutcome(batch_.get(), qk, rec, o, Outcome::CANCELLED);
+    PutOutcomeEvent(qk, rec, o, Event::CANCELLED);
+  }
+  Count(block.content_id(), Counter::kCancelled, block.recipients_size());
+  ++ops_;
+}
+
+BlockKey StateBatch::MoveBlock(const BlockKey& key, int64_t new_due_ms,
+                               int64_t new_expires_ms) {
+  char bkey[kBlockKeySize];
+  batch_->Delete(BlockKeySlice(key, bkey));
+  BlockKey next = key;
+  next.due_ms = new_due_ms;
+  next.expires_ms = new_expires_ms;
+  char bval[12];
+  BlockIndexValue(new_expires_ms, next.count, bval);
+  batch_->Put(BlockKeySlice(next, bkey), rocksdb::Slice(bval, 12));
+  ++ops_;
+  return next;
+}
+
+uint64_t QueueStore::NextIds(uint32_t n) {
+  if (n == 0) n = 1;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const uint64_t floor = static_cast<uint64_t>(now_ms) << 20;
+  uint64_t last = last_id_.load(std::memory_order_relaxed);
+  uint64_t first;
+  do {
+    first = last + 1 > floor ? last + 1 : floor;
+  } while (!last_id_.compare_exchange_weak(last, first + n - 1,
+                                           std::memory_order_relaxed));
+  return first;
+}
+
+absl::Status QueueStore::ScanBlocks(Lane lane, int64_t max_due_ms, size_t max,
+                                    std::string* cursor,
+                                    std::vector<BlockKey>* out) {
+  out->clear();
+  const std::string start = {'B', static_cast<char>(lane)};
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const bool resume = !cursor->empty() && *cursor >= start;
+  it->Seek(resume ? rocksdb::Slice(*cursor) : rocksdb::Slice(start));
+  if (resume && it->Valid() && it->key() == rocksdb::Slice(*cursor)) it->Next();
+  for (; it->Valid() && out->size() < max; it->Next()) {
+    BlockKey key;
+    if (!DecodeBlockKey(it->key(), it->value(), &key)) {
+      return absl::DataLossError("malformed block index entry");
+    }
+    if (key.due_ms > max_due_ms) break;
+    out->push_back(key);
+    cursor->assign(it->key().data(), it->key().size());
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "scan blocks");
+  return absl::OkStatus();
+}
+
+absl::Status QueueStore::ContentBlocks(uint64_t content_id,
+                                       std::vector<BlockKey>* out) {
+  out->clear();
+  const std::string start = "B";
+  const std::string end = "C";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    BlockKey key;
+    if (!DecodeBlockKey(it->key(), it->value(), &key)) {
+      return absl::DataLossError("malformed block index entry");
+    }
+    if (key.content_id == content_id) out->push_back(key);
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "content blocks");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RecipientBlock> QueueStore::GetBlock(const BlockKey& key) {
+  char pkey[kPayloadKeySize];
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), PayloadKeySlice(key.first_id, pkey),
+               &value);
+  if (!s.ok()) {
+    return ToAbsl(s, absl::StrCat("block ", IdToHex(key.first_id)));
+  }
+  RecipientBlock block;
+  if (!block.ParseFromString(value) ||
+      block.recipients_size() != static_cast<int>(key.count)) {
+    return absl::DataLossError(
+        absl::StrCat("unparsable block ", IdToHex(key.first_id)));
+  }
+  return block;
+}
+
+absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
+  const std::string start = "B";
+  const std::string end = "C";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  int64_t n = 0;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    BlockKey key;
+    if (!DecodeBlockKey(it->key(), it->value(), &key)) {
+      return absl::DataLossError("malformed block index entry");
+    }
+    n += key.count;
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "blocked recipients");
+  return n;
+}
+
+absl::StatusOr<int64_t> QueueStore::TotalDepth() {
+  const std::string start = "D";
+  const std::string end = "E";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  int64_t n = 0;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    if (it->key().size() == kDepthKeySize) n += DecodeInt64Le(it->value());
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "total depth");
+  return n;
 }
 
 }  // namespace salvo::storage

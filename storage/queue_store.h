@@ -14,6 +14,18 @@
 //       it describes; dropped by compaction after Options::event_retention_ms
 //       counted from the recipient id's embedded accept time)
 //                                      (storage/suppression_store.h)
+//   'B' lane:u8 due_ms:u64 first_id:u64 content_id:u64
+//                          -> expires_ms:i64le count:u32le (block index)
+//   'P' first_id:u64       -> RecipientBlock (block payload: recipients
+//       first_id .. first_id+count-1 of a campaign upload, not yet queue
+//       entries; counted as accepted, not in the 'D' depth)
+//   'A' content_id:u64 first_id:u64 -> RecipientBlock without fields
+//       (the packed ACCEPTED events of a block; ScanEvents lists one event
+//       per recipient; dropped by compaction like 'E')
+// Recipient blocks: an upload chunk is one block (StateBatch::PutBlock);
+// storage/block_expander.h turns blocks into 'Q' entries, one WriteBatch per
+// block, while the queue depth is below a window. The index ('B') is small,
+// so walking it never reads payloads.
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
 //
@@ -96,6 +108,19 @@ enum class ContentState : uint8_t {
 };
 const char* ContentStateName(ContentState s);
 
+class QueueStore;
+
+// The index key of a recipient block ('B').
+struct BlockKey {
+  Lane lane = Lane::kBulk;
+  int64_t due_ms = 0;
+  uint64_t first_id = 0;
+  uint64_t content_id = 0;
+  // From the index value.
+  int64_t expires_ms = 0;
+  uint32_t count = 0;
+};
+
 struct QueueEntry {
   QueueKey key;
   Recipient rec;
@@ -138,6 +163,26 @@ class StateBatch {
                           absl::string_view address, int64_t at_ms,
                           absl::string_view reply);
 
+  // Recipient blocks (see the key space above). A new block: index, payload,
+  // the packed ACCEPTED events and the accepted counter (+ recs.size()).
+  // recs hold address and fields; ids are first_id.. (QueueStore::NextIds).
+  void PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
+                uint64_t first_id, int64_t accepted_ms, int64_t expires_ms,
+                const std::vector<const Recipient*>& recs);
+  // Block -> queue entries (shard by domain, depth counted); block removed.
+  // Sets shard_used[shard] for every shard written.
+  void ExpandBlock(const BlockKey& key, const RecipientBlock& block,
+                   const QueueStore& store,
+                   std::vector<bool>* shard_used);
+  // Block of a cancelled content: every recipient final as cancelled
+  // (outcome, CANCELLED event, counter); block removed.
+  void CancelBlock(const BlockKey& key, const RecipientBlock& block,
+                   int64_t at_ms);
+  // Reschedule: the index moves to new_due_ms with a new expiry (the payload
+  // stays). Returns the new key.
+  BlockKey MoveBlock(const BlockKey& key, int64_t new_due_ms,
+                     int64_t new_expires_ms);
+
   // Every op above writes its recipient event ('E') into this batch. With
   // collection on (the JSON-lines log is enabled), a copy of each is also
   // kept for TakeEvents(), to hand to the log after the commit succeeded.
@@ -145,6 +190,10 @@ class StateBatch {
     uint64_t content_id = 0;
     uint64_t recipient_id = 0;
     Event event;
+    // Set for a block's packed ACCEPTED events: a serialized RecipientBlock
+    // without fields (ids recipient_id.. in order); `event` holds state and
+    // time only.
+    std::shared_ptr<const std::string> packed;
   };
   void set_collect_events(bool on) { collect_events_ = on; }
   std::vector<BatchEvent> TakeEvents() { return std::move(events_); }
@@ -225,6 +274,25 @@ class QueueStore {
   uint16_t ShardForDomain(absl::string_view domain) const;
   // Unique across restarts: (ms since epoch << 20) + counter. Any thread.
   uint64_t NextId();
+  // n consecutive ids (the first is returned), as n NextId() calls.
+  uint64_t NextIds(uint32_t n);
+
+  // Recipient blocks. Index keys of `lane` (lane 0 included, though only
+  // bulk lanes get blocks) with due_ms <= max_due_ms, in key order strictly
+  // after *cursor (empty: from the start), at most `max`; *cursor advances.
+  [[nodiscard]] absl::Status ScanBlocks(Lane lane, int64_t max_due_ms,
+                                        size_t max, std::string* cursor,
+                                        std::vector<BlockKey>* out);
+  // Every block of one content, any lane and due time (cancel, reschedule,
+  // tests). Walks the whole index (small: one key per block).
+  [[nodiscard]] absl::Status ContentBlocks(uint64_t content_id,
+                                           std::vector<BlockKey>* out);
+  // The payload of a block; NotFound when it is gone.
+  absl::StatusOr<RecipientBlock> GetBlock(const BlockKey& key);
+  // Recipients in blocks (sum of counts) over the whole index. For tools.
+  absl::StatusOr<int64_t> BlockedRecipients();
+  // Sum of the 'D' depth counters over every shard and lane: queue entries.
+  absl::StatusOr<int64_t> TotalDepth();
 
   // Any thread. `done` runs on the committer thread after the batch is
   // written, and after the WAL is synced when `durable` (and Options::sync).

@@ -245,6 +245,8 @@ const std::vector<Key>& Keys() {
       {"spool", "min_free_bytes", Int64(&Config::spool_min_free_bytes)},
       {"spool", "outcome_sync_interval",
        Duration(&Config::outcome_sync_interval)},
+      {"spool", "expand_window",
+       Int(&Config::expand_window, 0, "an integer >= 0")},
       {"limits", "max_request_bytes", Int64(&Config::max_request_bytes)},
       {"limits", "max_message_bytes", Int64(&Config::max_message_bytes)},
       {"limits", "max_recipients_per_message",

@@ -51,6 +51,9 @@ struct Config {
   int64_t spool_min_free_bytes = 64 << 20;
   // Outcomes are written at once without fsync; the WAL is synced this soon.
   absl::Duration outcome_sync_interval = absl::Milliseconds(50);
+  // Upload chunks are stored as recipient blocks and expanded into queue
+  // entries while the queue depth is below this; 0: no blocks.
+  int expand_window = 200000;
 
   // [limits]
   int64_t max_request_bytes = 256 << 20;

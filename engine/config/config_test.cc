@@ -24,7 +24,7 @@ namespace {
 const std::vector<std::string> kKeys = {
     "server.http_listen", "server.loops", "server.hostname",
     "spool.path", "spool.shards", "spool.sync", "spool.min_free_bytes",
-    "spool.outcome_sync_interval",
+    "spool.outcome_sync_interval", "spool.expand_window",
     "tls.policy", "tls.fallback_ttl", "tls.ca_file", "hygiene.unsubscribe_secret",
     "hygiene.unsubscribe_base_url", "hygiene.unsubscribe_mailto_domain",
     "hygiene.bounce_domain",
@@ -68,6 +68,7 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"spool_sync", absl::StrCat(c.spool_sync)},
       {"spool_min_free_bytes", absl::StrCat(c.spool_min_free_bytes)},
       {"outcome_sync_interval", Str(c.outcome_sync_interval)},
+      {"expand_window", absl::StrCat(c.expand_window)},
       {"tls_policy", c.tls_policy},
       {"tls_fallback_ttl", Str(c.tls_fallback_ttl)},
       {"tls_ca_file", c.tls_ca_file},

@@ -82,4 +82,39 @@ void AppendEventJson(absl::string_view tenant, uint64_t content_id,
   out->append(sb.GetString(), sb.GetSize());
 }
 
+bool AppendPackedAcceptedJson(absl::string_view tenant, uint64_t content_id,
+                              absl::string_view packed, std::string* out) {
+  storage::RecipientBlock block;
+  if (!block.ParseFromArray(packed.data(), static_cast<int>(packed.size()))) {
+    return false;
+  }
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto str = [&w](absl::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
+  w.StartObject();
+  if (!tenant.empty()) {
+    w.Key("tenant");
+    str(tenant);
+  }
+  w.Key("campaign");
+  str(storage::IdToHex(content_id));
+  w.Key("type");
+  w.String("accepted");
+  w.Key("at");
+  str(FormatRfc3339Ms(block.accepted_ms()));
+  w.Key("first_recipient");
+  str(storage::IdToHex(block.first_id()));
+  w.Key("count");
+  w.Int(block.recipients_size());
+  w.Key("emails");
+  w.StartArray();
+  for (const storage::Recipient& r : block.recipients()) str(r.address());
+  w.EndArray();
+  w.EndObject();
+  out->append(sb.GetString(), sb.GetSize());
+  return true;
+}
+
 }  // namespace salvo::events

@@ -26,6 +26,16 @@ void AppendEventJson(absl::string_view tenant, uint64_t content_id,
                      uint64_t recipient_id, const storage::Event& event,
                      std::string* out);
 
+// One line for a block's packed ACCEPTED events (`packed` is a serialized
+// storage::RecipientBlock without fields; recipient ids are consecutive):
+//   {"tenant"?, "campaign", "type": "accepted", "at", "first_recipient",
+//    "count", "emails": [...]}
+// False (nothing appended) if `packed` does not parse.
+[[nodiscard]] bool AppendPackedAcceptedJson(absl::string_view tenant,
+                                            uint64_t content_id,
+                                            absl::string_view packed,
+                                            std::string* out);
+
 }  // namespace salvo::events
 
 #endif  // SALVO_ENGINE_EVENTS_EVENT_JSON_H_

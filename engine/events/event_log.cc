@@ -115,7 +115,16 @@ void EventLog::Run() {
 void EventLog::Write(const Group& group, std::string* buf) {
   for (const auto& e : group.events) {
     buf->clear();
-    AppendEventJson(group.tenant, e.content_id, e.recipient_id, e.event, buf);
+    if (e.packed != nullptr) {
+      if (!AppendPackedAcceptedJson(group.tenant, e.content_id, *e.packed,
+                                    buf)) {
+        dropped_->Inc();
+        continue;
+      }
+    } else {
+      AppendEventJson(group.tenant, e.content_id, e.recipient_id, e.event,
+                      buf);
+    }
     buf->push_back('\n');
     if (file_ != nullptr && size_ > 0 && size_ + buf->size() > options_.max_bytes) {
       std::fclose(file_);
