@@ -9,6 +9,9 @@
    every "." for 20 s keeps 50 recipients leased; a transactional message
    to another destination is delivered within 10 s from the
    transactional_in_flight_reserve (without it, it waited for the 20 s).
+3. Cancelling a campaign of 5,000 with max_in_flight_per_loop=100: the
+   sweep that finishes its entries holds at the bound too (it leased a
+   batch of 512 per step, millions in all when the committer lagged).
 
 Run: /usr/bin/python3 tests/in_flight_bound_test.py  (SALVO_BIN=... to pick)
 """
@@ -96,6 +99,24 @@ class InFlightBoundTest(unittest.TestCase):
                 self.assertEqual(t["delivered"], 1, t)
                 self.assertEqual(s.counts(bulk)["delivered"], 0)
                 self.assertLessEqual(peaks(s.metrics(), 1)[0], 60)
+
+    def test_cancel_sweep_stays_within_the_bound(self):
+        n, bound = 5000, 100
+        with peers.SmtpSink() as sink:
+            over = {"routes": f'[{{domain="*", host="127.0.0.1", '
+                              f'port={sink.port}}}]',
+                    "server.loops": 1,
+                    "delivery.max_in_flight_per_loop": bound}
+            with Salvo(os.path.join(self.work, "spool"), over,
+                       log_path=os.path.join(self.work, "salvo.log")) as s:
+                body = build_campaign(n, DOMAINS, 300, name="gone")
+                cid = s.submit_campaign(body)
+                status, resp = s.request("POST", f"/v1/campaigns/{cid}/cancel")
+                self.assertEqual(status, 200, resp)
+                c = s.wait_settled(cid, timeout=120)
+                self.assertEqual(c["delivered"] + c["cancelled"], n, c)
+                self.assertGreater(c["cancelled"], 0, c)
+                self.assertLessEqual(peaks(s.metrics(), 1)[0], bound)
 
 
 if __name__ == "__main__":

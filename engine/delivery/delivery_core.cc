@@ -279,6 +279,10 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
   // One batch per loop turn: the outcomes are written and finished at the
   // iteration's end, so memory stays bounded (a sweep of millions used to
   // hold them all in one callback) and the loop keeps serving meanwhile.
+  if (!shutting_down_ && in_flight_ >= options_.max_in_flight) {
+    held_sweeps_.push_back(job);  // OnCommitted resumes it
+    return;
+  }
   const int64_t now = clock_.NowMillis();
   std::vector<storage::QueueEntry>& entries = scan_entries_;
   while (!shutting_down_ && job->shard < options_.shards.size()) {
@@ -287,9 +291,15 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
         options_.shards[job->shard], static_cast<storage::Lane>(job->lane),
         std::numeric_limits<int64_t>::max(), kScanBatch, &job->cursor,
         &entries);
-    const bool more = s.ok() && entries.size() == kScanBatch;
+    bool more = s.ok() && entries.size() == kScanBatch;
     for (storage::QueueEntry& e : entries) {
       if (e.rec.content_id() != job->content_id) continue;
+      if (in_flight_ >= options_.max_in_flight) {
+        // At the bound: the next step starts on this entry.
+        CursorBefore(e.key, &job->cursor);
+        more = true;
+        break;
+      }
       if (!leased_.insert(e.key.id).second) continue;  // in flight
       NoteLeased();
       in_flight_table_->Add(job->content_id, 1);
@@ -316,6 +326,14 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
   Flush();
   --commits_outstanding_;
   MaybeFinishShutdown();
+}
+
+void DeliveryCore::ResumeSweeps() {
+  std::vector<std::shared_ptr<SweepJob>> jobs;
+  jobs.swap(held_sweeps_);
+  for (auto& job : jobs) {
+    loop_.Post([this, job] { SweepStep(job); });
+  }
 }
 
 struct DeliveryCore::RescheduleJob {
@@ -1239,6 +1257,9 @@ void DeliveryCore::OnCommitted(
   if (scan_starved_ || (bulk_held_ && in_flight_ <= ResumeAt())) {
     ScheduleScan(0);
   }
+  if (!held_sweeps_.empty() && (in_flight_ <= ResumeAt() || shutting_down_)) {
+    ResumeSweeps();
+  }
   MaybeFinishShutdown();
 }
 
@@ -1316,6 +1337,7 @@ void DeliveryCore::Shutdown(std::function<void()> done) {
     }
     d->bulk_size = 0;
   }
+  ResumeSweeps();  // they stop at once and release their hold
   pools_draining_ = static_cast<int>(pools_.size());
   for (auto& [key, ps] : pools_) {
     ps->pool->Drain([this] {

@@ -248,6 +248,10 @@ class DeliveryCore : public pool::PoolDelegate {
   void MaybeFinishShutdown();
   struct SweepJob;
   void SweepStep(const std::shared_ptr<SweepJob>& job);
+  // Sweeps wait at max_in_flight like bulk lanes (a cancel of millions
+  // leased them all while the committer lagged); run again from here.
+  std::vector<std::shared_ptr<SweepJob>> held_sweeps_;
+  void ResumeSweeps();
   void RescheduleStep(const std::shared_ptr<RescheduleJob>& job);
 
   core::Loop& loop_;
