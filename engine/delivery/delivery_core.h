@@ -12,6 +12,13 @@
 // twice. Whatever is in memory when the process dies is simply leased again
 // after a restart (at-least-once).
 //
+// Memory: at most max_in_flight recipients are leased per loop (ready
+// queues, sessions, outcomes not yet finished), whatever the queue holds. At
+// the bound the bulk lanes and cancel sweeps are not read until in flight
+// falls to resume_fraction of it; transactional lanes lease from
+// transactional_reserve above the bound. Gauges: salvo_in_flight,
+// salvo_delivery_ready_entries, salvo_delivery_in_flight_peak.
+//
 // Durability contract:
 // - Accept: the API answers 201 only after the submission's WAL is fsynced.
 // - Outcomes: written to RocksDB (WAL append, no fsync) from this loop's
