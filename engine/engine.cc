@@ -127,6 +127,8 @@ absl::Status Engine::StartLoops() {
 
   delivery::DeliveryCore::Options o;
   o.max_in_flight = config_.max_in_flight_per_loop;
+  o.resume_fraction = config_.in_flight_resume_fraction;
+  o.transactional_reserve = config_.transactional_in_flight_reserve;
   o.max_ready_per_domain = config_.max_ready_per_domain;
   o.bulk_quantum = config_.bulk_quantum;
   o.full_destination_requeue_after = config_.full_destination_requeue_after;

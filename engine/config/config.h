@@ -81,6 +81,11 @@ struct Config {
   absl::Duration data_block_timeout = absl::Minutes(3);
   absl::Duration data_end_timeout = absl::Minutes(10);
   int max_in_flight_per_loop = 20000;   // recipients leased into memory
+  // At max_in_flight_per_loop the bulk lanes are not read until in flight
+  // falls to this fraction of it; transactional lanes may lease this many
+  // more on top of the bound.
+  double in_flight_resume_fraction = 0.75;
+  int transactional_in_flight_reserve = 1000;
   int max_ready_per_domain = 5000;      // per destination and lane
   int bulk_quantum = 128;  // deficit round robin between tenants' bulk
   // A full destination blocks its scan lane at most this long, then its

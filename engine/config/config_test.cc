@@ -39,6 +39,8 @@ const std::vector<std::string> kKeys = {
     "delivery.ehlo_timeout", "delivery.mail_timeout", "delivery.rcpt_timeout",
     "delivery.data_init_timeout", "delivery.data_block_timeout",
     "delivery.data_end_timeout", "delivery.max_in_flight_per_loop",
+    "delivery.in_flight_resume_fraction",
+    "delivery.transactional_in_flight_reserve",
     "delivery.content_cache_entries",
     "delivery.max_ready_per_domain", "delivery.bulk_quantum",
     "delivery.full_destination_requeue_after",
@@ -101,6 +103,9 @@ std::vector<std::pair<std::string, std::string>> Fields(const Config& c) {
       {"data_block_timeout", Str(c.data_block_timeout)},
       {"data_end_timeout", Str(c.data_end_timeout)},
       {"max_in_flight_per_loop", absl::StrCat(c.max_in_flight_per_loop)},
+      {"in_flight_resume_fraction", absl::StrCat(c.in_flight_resume_fraction)},
+      {"transactional_in_flight_reserve",
+       absl::StrCat(c.transactional_in_flight_reserve)},
       {"max_ready_per_domain", absl::StrCat(c.max_ready_per_domain)},
       {"content_cache_entries", absl::StrCat(c.content_cache_entries)},
       {"bulk_quantum", absl::StrCat(c.bulk_quantum)},
@@ -207,7 +212,10 @@ TEST(ConfigTest, EveryKeyOverridesExactlyOneField) {
       value = key == "retry.initial" || key == "dns.min_ttl" ? "1s" : "7h";
     }
     if (key == "spool.sync") value = "false";
-    if (key == "retry.jitter") value = "0.5";
+    if (key == "retry.jitter" ||
+        key == "delivery.in_flight_resume_fraction") {
+      value = "0.5";
+    }
     if (key == "server.http_listen") value = "127.0.0.1:0";
     if (key == "server.hostname" || key == "spool.path") value = "x";
     if (key == "dns.servers") value = "127.0.0.1:5353";

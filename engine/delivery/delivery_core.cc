@@ -171,6 +171,12 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
       kScanEntriesSkippedTotal,
       "Queue entries read by delivery scans that were already leased.",
       loop_labels);
+  ready_gauge_ = metrics_->GetGauge(
+      kDeliveryReadyEntries,
+      "Recipients waiting in this loop's ready queues.", loop_labels);
+  in_flight_peak_gauge_ = metrics_->GetGauge(
+      kDeliveryInFlightPeak,
+      "Most recipients this loop held leased at once.", loop_labels);
   scan_blocks_ = metrics_->GetCounter(
       kScanLaneBlocksTotal,
       "Scan lanes stopped at a destination holding max_ready_per_domain.",
@@ -206,6 +212,7 @@ void DeliveryCore::Start() {
             if (all || ls.idle_until[l] <= now) ls.idle[l] = false;
           }
         }
+        ready_gauge_->Set(ReadyEntries());
         Scan();
       },
       ms);
@@ -272,6 +279,10 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
   // One batch per loop turn: the outcomes are written and finished at the
   // iteration's end, so memory stays bounded (a sweep of millions used to
   // hold them all in one callback) and the loop keeps serving meanwhile.
+  if (!shutting_down_ && in_flight_ >= options_.max_in_flight) {
+    held_sweeps_.push_back(job);  // OnCommitted resumes it
+    return;
+  }
   const int64_t now = clock_.NowMillis();
   std::vector<storage::QueueEntry>& entries = scan_entries_;
   while (!shutting_down_ && job->shard < options_.shards.size()) {
@@ -280,11 +291,17 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
         options_.shards[job->shard], static_cast<storage::Lane>(job->lane),
         std::numeric_limits<int64_t>::max(), kScanBatch, &job->cursor,
         &entries);
-    const bool more = s.ok() && entries.size() == kScanBatch;
+    bool more = s.ok() && entries.size() == kScanBatch;
     for (storage::QueueEntry& e : entries) {
       if (e.rec.content_id() != job->content_id) continue;
+      if (in_flight_ >= options_.max_in_flight) {
+        // At the bound: the next step starts on this entry.
+        CursorBefore(e.key, &job->cursor);
+        more = true;
+        break;
+      }
       if (!leased_.insert(e.key.id).second) continue;  // in flight
-      ++in_flight_;
+      NoteLeased();
       in_flight_table_->Add(job->content_id, 1);
       storage::Outcome o;
       o.set_at_ms(now);
@@ -309,6 +326,14 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
   Flush();
   --commits_outstanding_;
   MaybeFinishShutdown();
+}
+
+void DeliveryCore::ResumeSweeps() {
+  std::vector<std::shared_ptr<SweepJob>> jobs;
+  jobs.swap(held_sweeps_);
+  for (auto& job : jobs) {
+    loop_.Post([this, job] { SweepStep(job); });
+  }
 }
 
 struct DeliveryCore::RescheduleJob {
@@ -435,20 +460,45 @@ void DeliveryCore::Scan() {
   // Transactional work goes to the pools before the bulk scan's reads.
   for (Destination* d : touched) Kick(d);
   touched.clear();
-  for (size_t i = 0; i < options_.shards.size() && !scan_starved_; ++i) {
+  // Bulk only below the loop's bound, and once held, only after in flight
+  // fell to the low watermark: reading a few entries per finished one cost
+  // a RocksDB seek each (thousands of scans a second at the bound).
+  if (bulk_held_ && in_flight_ <= ResumeAt()) bulk_held_ = false;
+  for (size_t i = 0; i < options_.shards.size() && !scan_starved_ &&
+                     !bulk_held_;
+       ++i) {
     ScanBulkFair(i, now, &touched);
   }
   for (Destination* d : touched) Kick(d);
   in_flight_gauge_->Set(in_flight_);
+  in_flight_peak_gauge_->Set(in_flight_peak_);
+}
+
+int DeliveryCore::ResumeAt() const {
+  return static_cast<int>(options_.max_in_flight * options_.resume_fraction);
+}
+
+int64_t DeliveryCore::ReadyEntries() const {
+  int64_t n = 0;
+  for (const auto& [name, d] : dests_) n += static_cast<int64_t>(d->size());
+  return n;
 }
 
 int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
                            int64_t now, std::vector<Destination*>* touched) {
   const int l = static_cast<int>(lane);
   if (lanes_[i].idle[l] || LaneBlocked(i, l, now)) return 0;
-  int budget = options_.max_in_flight - in_flight_;
+  // The transactional lane has a reserve on top of the loop's bound, so it
+  // never waits behind a full bulk window.
+  const bool bulk = storage::IsBulk(lane);
+  int budget = options_.max_in_flight - in_flight_ +
+               (bulk ? 0 : options_.transactional_reserve);
   if (budget <= 0) {
-    scan_starved_ = true;
+    if (bulk) {
+      bulk_held_ = true;
+    } else {
+      scan_starved_ = true;
+    }
     return 0;
   }
   const size_t want = std::min<size_t>({static_cast<size_t>(budget), max,
@@ -527,7 +577,8 @@ void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
     if (ls.deficit[c] <= 0) ls.deficit[c] += quantum;
     const int got = ScanLane(i, static_cast<storage::Lane>(1 + c),
                              static_cast<size_t>(ls.deficit[c]), now, touched);
-    if (scan_starved_) return;  // out of budget: the class keeps its turn
+    // Out of budget: the class keeps its turn.
+    if (scan_starved_ || bulk_held_) return;
     scanned += static_cast<size_t>(got);
     ls.deficit[c] -= got;
     if (ls.idle[1 + c]) ls.deficit[c] = 0;
@@ -584,7 +635,7 @@ DeliveryCore::Destination* DeliveryCore::Admit(
                   2 * options_.max_ready_per_domain;
   }
   leased_.insert(entry.key.id);
-  ++in_flight_;
+  NoteLeased();
   in_flight_table_->Add(entry.rec.content_id(), 1);
   Job job{entry.key, std::move(entry.rec)};
   if (cancelled) {
@@ -1203,7 +1254,12 @@ void DeliveryCore::OnCommitted(
   }
   in_flight_ -= static_cast<int>(done.size());
   in_flight_gauge_->Set(in_flight_);
-  if (scan_starved_) ScheduleScan(0);
+  if (scan_starved_ || (bulk_held_ && in_flight_ <= ResumeAt())) {
+    ScheduleScan(0);
+  }
+  if (!held_sweeps_.empty() && (in_flight_ <= ResumeAt() || shutting_down_)) {
+    ResumeSweeps();
+  }
   MaybeFinishShutdown();
 }
 
@@ -1281,6 +1337,7 @@ void DeliveryCore::Shutdown(std::function<void()> done) {
     }
     d->bulk_size = 0;
   }
+  ResumeSweeps();  // they stop at once and release their hold
   pools_draining_ = static_cast<int>(pools_.size());
   for (auto& [key, ps] : pools_) {
     ps->pool->Drain([this] {

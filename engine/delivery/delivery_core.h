@@ -12,6 +12,13 @@
 // twice. Whatever is in memory when the process dies is simply leased again
 // after a restart (at-least-once).
 //
+// Memory: at most max_in_flight recipients are leased per loop (ready
+// queues, sessions, outcomes not yet finished), whatever the queue holds. At
+// the bound the bulk lanes and cancel sweeps are not read until in flight
+// falls to resume_fraction of it; transactional lanes lease from
+// transactional_reserve above the bound. Gauges: salvo_in_flight,
+// salvo_delivery_ready_entries, salvo_delivery_in_flight_peak.
+//
 // Durability contract:
 // - Accept: the API answers 201 only after the submission's WAL is fsynced.
 // - Outcomes: written to RocksDB (WAL append, no fsync) from this loop's
@@ -68,7 +75,13 @@ class DeliveryCore : public pool::PoolDelegate {
  public:
   struct Options {
     std::vector<uint16_t> shards;  // the shards this loop owns
+    // Loop-wide bound on recipients leased into memory (ready queues,
+    // sessions, outcomes not yet committed). At the bound the bulk lanes are
+    // not read at all until in flight falls to resume_fraction of it; the
+    // transactional lanes may lease transactional_reserve more on top.
     int max_in_flight = 20000;
+    double resume_fraction = 0.75;
+    int transactional_reserve = 1000;
     // Ready in memory per destination and lane (transactional, and each
     // bulk class), so one tenant's campaign cannot fill another's room.
     int max_ready_per_domain = 5000;
@@ -142,6 +155,8 @@ class DeliveryCore : public pool::PoolDelegate {
   void Shutdown(std::function<void()> done);
 
   int in_flight() const { return in_flight_; }
+  // Most recipients this loop ever held leased at once.
+  int in_flight_peak() const { return in_flight_peak_; }
 
   // PoolDelegate.
   bool TakeWork(pool::ConnectionPool& pool, pool::PoolWork* work) override;
@@ -240,6 +255,10 @@ class DeliveryCore : public pool::PoolDelegate {
   void MaybeFinishShutdown();
   struct SweepJob;
   void SweepStep(const std::shared_ptr<SweepJob>& job);
+  // Sweeps wait at max_in_flight like bulk lanes (a cancel of millions
+  // leased them all while the committer lagged); run again from here.
+  std::vector<std::shared_ptr<SweepJob>> held_sweeps_;
+  void ResumeSweeps();
   void RescheduleStep(const std::shared_ptr<RescheduleJob>& job);
 
   core::Loop& loop_;
@@ -277,7 +296,19 @@ class DeliveryCore : public pool::PoolDelegate {
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
   absl::flat_hash_set<uint64_t> leased_;
   int in_flight_ = 0;
+  int in_flight_peak_ = 0;
   bool scan_starved_ = false;  // the last scan stopped at the budget
+  // The bulk lanes reached max_in_flight and are not read until in flight
+  // falls to resume_fraction of it (no scan per finished recipient).
+  bool bulk_held_ = false;
+  // Counts a lease (in_flight_ and its peak).
+  void NoteLeased() {
+    if (++in_flight_ > in_flight_peak_) in_flight_peak_ = in_flight_;
+  }
+  // In flight at or below which held bulk lanes are read again.
+  int ResumeAt() const;
+  // Recipients in the destinations' ready queues, for the gauge.
+  int64_t ReadyEntries() const;
 
   absl::flat_hash_map<std::string, std::unique_ptr<Destination>> dests_;
   absl::flat_hash_map<std::string, std::unique_ptr<PoolState>> pools_;
@@ -310,6 +341,8 @@ class DeliveryCore : public pool::PoolDelegate {
 
   metrics::Registry* const metrics_;
   metrics::Gauge* in_flight_gauge_;
+  metrics::Gauge* in_flight_peak_gauge_;
+  metrics::Gauge* ready_gauge_;
   metrics::Gauge* connections_gauge_;
   metrics::Histogram* latency_;
   // Scan cost, per loop: ScanDue calls, entries read, entries read that
@@ -328,6 +361,13 @@ inline constexpr absl::string_view kScanEntriesSkippedTotal =
     "salvo_scan_entries_skipped_total";
 inline constexpr absl::string_view kScanLaneBlocksTotal =
     "salvo_scan_lane_blocks_total";
+// Gauges (label: loop): recipients waiting in ready queues, and the most
+// recipients ever leased at once (bounded by max_in_flight plus the
+// transactional reserve).
+inline constexpr absl::string_view kDeliveryReadyEntries =
+    "salvo_delivery_ready_entries";
+inline constexpr absl::string_view kDeliveryInFlightPeak =
+    "salvo_delivery_in_flight_peak";
 
 }  // namespace salvo::delivery
 
