@@ -1649,38 +1649,49 @@ absl::StatusOr<RecipientBlock> QueueStore::GetBlock(const BlockKey& key) {
   return block;
 }
 
-absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
-  const std::string start = "B";
-  const std::string end = "C";
+namespace {
+
+// Sums `add(key, value, &n)` over every key starting with the byte `prefix`;
+// `add` returns false on a malformed entry (DataLoss naming `what`).
+template <typename Add>
+absl::StatusOr<int64_t> SumOverPrefix(rocksdb::DB* db, char prefix,
+                                      absl::string_view what, Add add) {
+  const std::string start(1, prefix);
+  const std::string end(1, static_cast<char>(prefix + 1));
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   int64_t n = 0;
   for (it->Seek(start); it->Valid(); it->Next()) {
-    BlockKey key;
-    if (!DecodeBlockKey(it->key(), it->value(), &key)) {
-      return absl::DataLossError("malformed block index entry");
+    if (!add(it->key(), it->value(), &n)) {
+      return absl::DataLossError(absl::StrCat("malformed entry in ", what));
     }
-    n += key.count;
   }
-  if (!it->status().ok()) return ToAbsl(it->status(), "blocked recipients");
+  if (!it->status().ok()) return ToAbsl(it->status(), what);
   return n;
 }
 
+}  // namespace
+
+absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
+  return SumOverPrefix(
+      db_.get(), 'B', "blocked recipients",
+      [](const rocksdb::Slice& k, const rocksdb::Slice& v, int64_t* n) {
+        BlockKey key;
+        if (!DecodeBlockKey(k, v, &key)) return false;
+        *n += key.count;
+        return true;
+      });
+}
+
 absl::StatusOr<int64_t> QueueStore::TotalDepth() {
-  const std::string start = "D";
-  const std::string end = "E";
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  int64_t n = 0;
-  for (it->Seek(start); it->Valid(); it->Next()) {
-    if (it->key().size() == kDepthKeySize) n += DecodeInt64Le(it->value());
-  }
-  if (!it->status().ok()) return ToAbsl(it->status(), "total depth");
-  return n;
+  return SumOverPrefix(
+      db_.get(), 'D', "total depth",
+      [](const rocksdb::Slice& k, const rocksdb::Slice& v, int64_t* n) {
+        if (k.size() == kDepthKeySize) *n += DecodeInt64Le(v);
+        return true;
+      });
 }
 
 }  // namespace salvo::storage
