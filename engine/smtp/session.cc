@@ -380,6 +380,7 @@ class SessionImpl final : public Session {
 
   void CloseSocket() {
     if (socket_ == nullptr) return;
+    SendCloseNotify();
     Socket* s = socket_;
     socket_ = nullptr;
     s->owner = nullptr;
@@ -388,6 +389,21 @@ class SessionImpl final : public Session {
     uv_close(h, [](uv_handle_t* handle) {
       delete static_cast<Socket*>(handle->data);
     });
+  }
+
+  // Best effort, before the socket closes: a TLS close_notify, so that the
+  // server sees an orderly end of the TLS session rather than a truncation
+  // (RFC 8446 6.1). One small record written now with uv_try_write (a
+  // uv_write would be cancelled by the uv_close that follows); when the
+  // socket buffer is full it is skipped -- the connection is ending anyway.
+  void SendCloseNotify() {
+    if (tls_ == nullptr || !tls_->handshake_done() || !tls_->Shutdown()) {
+      return;
+    }
+    std::string alert;
+    if (!tls_->TakeCiphertext(&alert)) return;
+    uv_buf_t buf = uv_buf_init(alert.data(), alert.size());
+    uv_try_write(reinterpret_cast<uv_stream_t*>(&socket_->tcp), &buf, 1);
   }
 
   core::Loop& loop_;

@@ -127,6 +127,14 @@ class Peer {
     SSL_set_fd(ssl_, fd_);
     return SSL_accept(ssl_) == 1;
   }
+  // Under TLS: true when the next thing the client sends is a close_notify
+  // alert (SSL_read ends cleanly), false on data or a bare TCP close.
+  bool ReadCloseNotify() {
+    if (ssl_ == nullptr || !buf_.empty()) return false;
+    char tmp[256];
+    int n = SSL_read(ssl_, tmp, sizeof(tmp));
+    return n == 0 && SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN;
+  }
   // Reads the message up to the "." line; returns its line count.
   int ReadData() {
     int lines = 0;
@@ -461,6 +469,7 @@ TEST_F(TlsSessionTest, OpportunisticDeliversOverTlsWithBdat) {
     p.Write("250 2.0.0 queued\r\n");
     EXPECT_EQ(p.ReadLine(), "QUIT");
     p.Write("221 bye\r\n");
+    EXPECT_TRUE(p.ReadCloseNotify()) << "no TLS close_notify after QUIT";
   });
   TransactionResult got;
   Outcome o = RunSession(server.port(), SessionOptions(), [&](Session* s, int n) {
@@ -511,6 +520,7 @@ TEST_F(TlsSessionTest, RequiredVerifyAcceptsCertFromOurCa) {
     p.Write("250 scripted.test\r\n");
     EXPECT_EQ(p.ReadLine(), "QUIT");
     p.Write("221 bye\r\n");
+    EXPECT_TRUE(p.ReadCloseNotify()) << "no TLS close_notify after QUIT";
   });
   auto context = TlsClientContext::Create(cert_.pem_path);
   ASSERT_TRUE(context.ok());

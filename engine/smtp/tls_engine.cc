@@ -245,6 +245,18 @@ absl::Status TlsEngine::ReadPlaintext(std::string* out, bool* peer_closed) {
   }
 }
 
+bool TlsEngine::Shutdown() {
+  if (!done_) return false;
+  // 0: our close_notify is written, the peer's not seen yet (we do not
+  // wait for it); 1: both. Either way the alert is in the write BIO.
+  int rc = SSL_shutdown(ssl_);
+  if (rc < 0) {
+    ERR_clear_error();
+    return false;
+  }
+  return true;
+}
+
 TlsInfo TlsEngine::info() const {
   TlsInfo i;
   if (!done_) return i;

@@ -101,6 +101,10 @@ class TlsEngine {
   // Appends all plaintext decryptable so far. *peer_closed: close_notify.
   [[nodiscard]] absl::Status ReadPlaintext(std::string* out,
                                            bool* peer_closed = nullptr);
+  // Queues a close_notify alert (RFC 8446 6.1) for TakeCiphertext; does
+  // not wait for the peer's. False if the handshake is not done or it
+  // failed.
+  bool Shutdown();
   const std::string& error() const { return error_; }
   TlsInfo info() const;
   // A new resumable session the server sent (TLS 1.3 tickets arrive after
