@@ -9,10 +9,11 @@ import email.policy
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 from tests.lib import peers
-from tests.lib.salvo import Salvo
+from tests.lib.salvo import Salvo, metric_value
 
 DOMAIN = "strict.salvo.test"
 
@@ -60,6 +61,48 @@ class InteropTest(unittest.TestCase):
                 for i, name in enumerate(names):
                     raw = pf.messages(rcpt=f"user{i}@{DOMAIN}")[0]
                     self.check_message(raw, name, f"user{i}@{DOMAIN}")
+
+    def test_tls_session_resumed_against_postfix(self):
+        """A second connection to the same Postfix resumes the TLS session
+        of the first (its ticket), and salvo_smtp_sessions_total says so."""
+        with peers.PostfixSmtpd(domains=[DOMAIN], tls=True, strict=True) as pf:
+            route = (f'[{{domain="{DOMAIN}", host="127.0.0.1", '
+                     f'port={pf.port}}}]')
+            overrides = {"routes": route, "delivery.idle_timeout": "200ms"}
+            with Salvo(os.path.join(self.work, "spool"), overrides,
+                       log_path=os.path.join(self.work, "salvo.log")) as s:
+                def send(i):
+                    """Delivers one message; the delivery event's tls."""
+                    cid = s.submit_campaign({
+                        "from": "Shop <news@shop.salvo.test>",
+                        "subject": "resume", "text": "hello\n",
+                        "recipients": [{"email": f"user{i}@{DOMAIN}"}]})
+                    c = s.wait_settled(cid, timeout=60)
+                    self.assertEqual(c["delivered"], 1,
+                                     (c, pf.maillog()[-2000:]))
+                    status, body = s.request(
+                        "GET", f"/v1/events?campaign={cid}&type=delivered")
+                    self.assertEqual(status, 200, body)
+                    return body["events"][0]["tls"]
+
+                def sessions(tls):
+                    return metric_value(s.metrics(),
+                                        "salvo_smtp_sessions_total",
+                                        {"tls": tls}) or 0
+
+                self.assertNotIn("resumed", send(0))
+                self.assertEqual(sessions("full"), 1)
+                self.assertEqual(sessions("resumed"), 0)
+                # The idle connection closes (200 ms), then a new one opens.
+                deadline = time.monotonic() + 10
+                while (metric_value(s.metrics(), "salvo_smtp_connections")
+                       and time.monotonic() < deadline):
+                    time.sleep(0.1)
+                self.assertIn("resumed", send(1))
+                self.assertEqual(sessions("resumed"), 1, pf.maillog()[-2000:])
+                self.assertEqual(sessions("full"), 1)
+                self.assertEqual(sessions("none"), 0)
+                pf.wait_for(2)
 
     def check_message(self, raw, name, rcpt):
         # Postfix stores LF line ends; on the wire every one was CRLF (bare

@@ -161,26 +161,24 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
       std::vector<double>(std::begin(metrics::kDeliveryLatencyBounds),
                           std::end(metrics::kDeliveryLatencyBounds)));
   const metrics::Labels loop_labels = {{"loop", loop_label}};
-  scan_calls_ = metrics_->GetCounter(
-      kScanCallsTotal, "Queue scans (ScanDue calls) by the delivery loop.",
-      loop_labels);
-  scan_read_ = metrics_->GetCounter(kScanEntriesReadTotal,
-                                    "Queue entries read by delivery scans.",
-                                    loop_labels);
-  scan_skipped_ = metrics_->GetCounter(
-      kScanEntriesSkippedTotal,
-      "Queue entries read by delivery scans that were already leased.",
-      loop_labels);
-  ready_gauge_ = metrics_->GetGauge(
-      kDeliveryReadyEntries,
-      "Recipients waiting in this loop's ready queues.", loop_labels);
-  in_flight_peak_gauge_ = metrics_->GetGauge(
-      kDeliveryInFlightPeak,
-      "Most recipients this loop held leased at once.", loop_labels);
-  scan_blocks_ = metrics_->GetCounter(
-      kScanLaneBlocksTotal,
-      "Scan lanes stopped at a destination holding max_ready_per_domain.",
-      loop_labels);
+  auto counter = [&](absl::string_view name) {
+    return metrics_->GetCounter(name, HelpOf(name), loop_labels);
+  };
+  auto gauge = [&](absl::string_view name) {
+    return metrics_->GetGauge(name, HelpOf(name), loop_labels);
+  };
+  scan_calls_ = counter(metrics::kScanCallsTotal);
+  scan_read_ = counter(metrics::kScanEntriesReadTotal);
+  scan_skipped_ = counter(metrics::kScanEntriesSkippedTotal);
+  scan_blocks_ = counter(metrics::kScanLaneBlocksTotal);
+  ready_gauge_ = gauge(metrics::kDeliveryReadyEntries);
+  in_flight_peak_gauge_ = gauge(metrics::kDeliveryInFlightPeak);
+  for (absl::string_view tls :
+       {metrics::kTlsNone, metrics::kTlsFull, metrics::kTlsResumed}) {
+    sessions_by_tls_.push_back(metrics_->GetCounter(
+        metrics::kSmtpSessionsTotal, HelpOf(metrics::kSmtpSessionsTotal),
+        {{"tls", std::string(tls)}}));
+  }
 }
 
 DeliveryCore::~DeliveryCore() {
@@ -852,6 +850,9 @@ DeliveryCore::PoolState* DeliveryCore::ChoosePool(Destination* d) {
                                                           clock_);
         ps->pool->on_open_change = [this](int delta) {
           connections_gauge_->Add(delta);
+        };
+        ps->pool->on_session_ready = [this](const smtp::TlsInfo& tls) {
+          sessions_by_tls_[!tls.active ? 0 : tls.resumed ? 2 : 1]->Inc();
         };
         pool_states_[ps->pool.get()] = ps.get();
         it = pools_.emplace(key, std::move(ps)).first;

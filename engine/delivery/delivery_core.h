@@ -342,6 +342,8 @@ class DeliveryCore : public pool::PoolDelegate {
   metrics::Registry* const metrics_;
   metrics::Gauge* in_flight_gauge_;
   metrics::Gauge* in_flight_peak_gauge_;
+  // salvo_smtp_sessions_total by tls: none, full, resumed.
+  std::vector<metrics::Counter*> sessions_by_tls_;
   metrics::Gauge* ready_gauge_;
   metrics::Gauge* connections_gauge_;
   metrics::Histogram* latency_;
@@ -352,22 +354,6 @@ class DeliveryCore : public pool::PoolDelegate {
   metrics::Counter* scan_skipped_;
   metrics::Counter* scan_blocks_;
 };
-
-// Names of the scan cost counters (label: loop).
-inline constexpr absl::string_view kScanCallsTotal = "salvo_scan_calls_total";
-inline constexpr absl::string_view kScanEntriesReadTotal =
-    "salvo_scan_entries_read_total";
-inline constexpr absl::string_view kScanEntriesSkippedTotal =
-    "salvo_scan_entries_skipped_total";
-inline constexpr absl::string_view kScanLaneBlocksTotal =
-    "salvo_scan_lane_blocks_total";
-// Gauges (label: loop): recipients waiting in ready queues, and the most
-// recipients ever leased at once (bounded by max_in_flight plus the
-// transactional reserve).
-inline constexpr absl::string_view kDeliveryReadyEntries =
-    "salvo_delivery_ready_entries";
-inline constexpr absl::string_view kDeliveryInFlightPeak =
-    "salvo_delivery_in_flight_peak";
 
 }  // namespace salvo::delivery
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/events/event_json.h"
+#include "engine/metrics/metric_names.h"
 
 namespace salvo::events {
 
@@ -38,14 +39,12 @@ EventLog::EventLog(const Options& options, FILE* file, uint64_t size,
     own_registry_ = std::make_unique<metrics::Registry>();
     registry = own_registry_.get();
   }
-  logged_ = registry->GetCounter(kEventsLoggedTotal,
-                                 "Recipient events written to the events log.",
-                                 {});
+  logged_ = registry->GetCounter(
+      metrics::kEventsLoggedTotal,
+      metrics::HelpOf(metrics::kEventsLoggedTotal), {});
   dropped_ = registry->GetCounter(
-      kEventsLogDroppedTotal,
-      "Recipient events not written to the events log (queue full or write "
-      "error); they stay in storage.",
-      {});
+      metrics::kEventsLogDroppedTotal,
+      metrics::HelpOf(metrics::kEventsLogDroppedTotal), {});
   writer_ = std::thread([this] { Run(); });
 }
 

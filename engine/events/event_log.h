@@ -34,11 +34,6 @@
 
 namespace salvo::events {
 
-inline constexpr absl::string_view kEventsLoggedTotal =
-    "salvo_events_logged_total";
-inline constexpr absl::string_view kEventsLogDroppedTotal =
-    "salvo_events_log_dropped_total";
-
 class EventLog {
  public:
   static constexpr int kWriteIntervalMs = 100;

@@ -33,6 +33,28 @@ inline constexpr absl::string_view kCommitSyncsTotal =
     "salvo_commit_syncs_total";
 inline constexpr absl::string_view kStoreUnsyncedRefusedTotal =
     "salvo_store_unsynced_refused_total";
+inline constexpr absl::string_view kSmtpSessionsTotal =
+    "salvo_smtp_sessions_total";
+inline constexpr absl::string_view kScanCallsTotal = "salvo_scan_calls_total";
+inline constexpr absl::string_view kScanEntriesReadTotal =
+    "salvo_scan_entries_read_total";
+inline constexpr absl::string_view kScanEntriesSkippedTotal =
+    "salvo_scan_entries_skipped_total";
+inline constexpr absl::string_view kScanLaneBlocksTotal =
+    "salvo_scan_lane_blocks_total";
+inline constexpr absl::string_view kDeliveryReadyEntries =
+    "salvo_delivery_ready_entries";
+inline constexpr absl::string_view kDeliveryInFlightPeak =
+    "salvo_delivery_in_flight_peak";
+inline constexpr absl::string_view kEventsLoggedTotal =
+    "salvo_events_logged_total";
+inline constexpr absl::string_view kEventsLogDroppedTotal =
+    "salvo_events_log_dropped_total";
+
+// Values of the `tls` label of salvo_smtp_sessions_total.
+inline constexpr absl::string_view kTlsNone = "none";
+inline constexpr absl::string_view kTlsFull = "full";
+inline constexpr absl::string_view kTlsResumed = "resumed";
 
 // Values of the `result` label of salvo_deliveries_total.
 inline constexpr absl::string_view kResultDelivered = "delivered";
@@ -67,6 +89,27 @@ inline constexpr MetricSpec kEngineMetrics[] = {
     {kStoreUnsyncedRefusedTotal, MetricType::kCounter, "",
      "Loop writes the store refused (WAL sync under way near a full disk, "
      "recovery, write stall) and handed to the committer instead."},
+    {kSmtpSessionsTotal, MetricType::kCounter, "tls",
+     "Outbound SMTP sessions that became ready for mail, by TLS: none "
+     "(plaintext), full (a full handshake) or resumed (an MX's cached "
+     "session)."},
+    {kScanCallsTotal, MetricType::kCounter, "loop",
+     "Queue scans (ScanDue calls) by the delivery loop."},
+    {kScanEntriesReadTotal, MetricType::kCounter, "loop",
+     "Queue entries read by delivery scans."},
+    {kScanEntriesSkippedTotal, MetricType::kCounter, "loop",
+     "Queue entries read by delivery scans that were already leased."},
+    {kScanLaneBlocksTotal, MetricType::kCounter, "loop",
+     "Scan lanes stopped at a destination holding max_ready_per_domain."},
+    {kDeliveryReadyEntries, MetricType::kGauge, "loop",
+     "Recipients waiting in this loop's ready queues."},
+    {kDeliveryInFlightPeak, MetricType::kGauge, "loop",
+     "Most recipients this loop held leased at once."},
+    {kEventsLoggedTotal, MetricType::kCounter, "",
+     "Recipient events written to the events log."},
+    {kEventsLogDroppedTotal, MetricType::kCounter, "",
+     "Recipient events not written to the events log (queue full or write "
+     "error); they stay in storage."},
 };
 
 // The help text of an engine metric (its name when it is not listed).

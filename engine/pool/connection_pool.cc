@@ -118,6 +118,7 @@ bool ConnectionPool::Dispatch(smtp::Session* s) {
 void ConnectionPool::OnReady(smtp::Session* s) {
   auto it = where_.find(s);
   if (it == where_.end()) return;
+  if (!it->second.ever_ready && on_session_ready) on_session_ready(s->tls());
   it->second.ever_ready = true;
   if (it->second.list == &draining_) return;
   MoveTo(s, it->second.reserved ? &standby_ : &idle_);

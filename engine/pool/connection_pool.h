@@ -97,6 +97,9 @@ class ConnectionPool {
 
   // Bumped on every open/close; the engine exports it as a gauge.
   std::function<void(int delta)> on_open_change;
+  // Once per session, when it first becomes ready for mail (after EHLO, and
+  // after STARTTLS when used): its TLS state.
+  std::function<void(const smtp::TlsInfo&)> on_session_ready;
 
  private:
   using List = std::list<std::unique_ptr<smtp::Session>>;
