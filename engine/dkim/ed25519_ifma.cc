@@ -75,6 +75,7 @@ inline Fe FeFrom(const uint64_t a[5]) {
 
 inline Fe Add(const Fe& a, const Fe& b) {
   Fe r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) r.v[i] = a.v[i] + b.v[i];
   Carry(r);
   return r;
@@ -84,6 +85,7 @@ inline Fe Add(const Fe& a, const Fe& b) {
 inline Fe Sub(const Fe& a, const Fe& b) {
   Fe r;
   r.v[0] = a.v[0] + ((kMask51 - 18) << 2) - b.v[0];
+  #pragma GCC unroll 10
   for (int i = 1; i < 5; ++i) r.v[i] = a.v[i] + (kMask51 << 2) - b.v[i];
   Carry(r);
   return r;
@@ -92,11 +94,12 @@ inline Fe Sub(const Fe& a, const Fe& b) {
 // Inputs < 2^52: a column is < 5 * 19 * 2^104 < 2^111 (no overflow with
 // the carries of < 2^60 added); column 4 has no factor 19: < 2^107, so its
 // carry is < 2^56 and 19 times it < 2^61. Output < 2^51 + 2^11.
-inline Fe Mul(const Fe& a, const Fe& b) {
+__attribute__((always_inline)) inline Fe Mul(const Fe& a, const Fe& b) {
   using U128 = unsigned __int128;
   const uint64_t* x = a.v;
   const uint64_t* y = b.v;
   uint64_t y19[5];
+  #pragma GCC unroll 10
   for (int i = 1; i < 5; ++i) y19[i] = 19 * y[i];
   U128 c0 = (U128)x[0] * y[0] + (U128)x[1] * y19[4] + (U128)x[2] * y19[3] +
             (U128)x[3] * y19[2] + (U128)x[4] * y19[1];
@@ -122,18 +125,46 @@ inline Fe Mul(const Fe& a, const Fe& b) {
   return r;
 }
 
+// a^2 with 15 products instead of 25: same bounds as Mul (inputs < 2^52;
+// doubled and 38-multiplied limbs < 2^58, columns < 3 * 2^110; column 4
+// < 3 * 2^105, carry < 2^56). Output < 2^51 + 2^11.
+__attribute__((always_inline)) inline Fe Sq(const Fe& a) {
+  using U128 = unsigned __int128;
+  const uint64_t* x = a.v;
+  const uint64_t x0_2 = 2 * x[0], x1_2 = 2 * x[1];
+  const uint64_t x3_19 = 19 * x[3], x4_19 = 19 * x[4];
+  const uint64_t x3_38 = 38 * x[3], x4_38 = 38 * x[4];
+  U128 c0 = (U128)x[0] * x[0] + (U128)x1_2 * x4_19 + (U128)x[2] * x3_38;
+  U128 c1 = (U128)x0_2 * x[1] + (U128)x[3] * x3_19 + (U128)x[2] * x4_38;
+  U128 c2 = (U128)x0_2 * x[2] + (U128)x[1] * x[1] + (U128)x[3] * x4_38;
+  U128 c3 = (U128)x0_2 * x[3] + (U128)x1_2 * x[2] + (U128)x[4] * x4_19;
+  U128 c4 = (U128)x0_2 * x[4] + (U128)x1_2 * x[3] + (U128)x[2] * x[2];
+  Fe r;
+  c1 += (uint64_t)(c0 >> 51); r.v[0] = (uint64_t)c0 & kMask51;
+  c2 += (uint64_t)(c1 >> 51); r.v[1] = (uint64_t)c1 & kMask51;
+  c3 += (uint64_t)(c2 >> 51); r.v[2] = (uint64_t)c2 & kMask51;
+  c4 += (uint64_t)(c3 >> 51); r.v[3] = (uint64_t)c3 & kMask51;
+  uint64_t top = (uint64_t)(c4 >> 51);
+  r.v[4] = (uint64_t)c4 & kMask51;
+  r.v[0] += 19 * top;
+  uint64_t c = r.v[0] >> 51;
+  r.v[0] &= kMask51;
+  r.v[1] += c;
+  return r;
+}
+
 // Squarings in a row.
 inline Fe SqN(Fe a, int n) {
-  for (int i = 0; i < n; ++i) a = Mul(a, a);
+  for (int i = 0; i < n; ++i) a = Sq(a);
   return a;
 }
 
 // a^(p-2), p - 2 = 2^255 - 21 = (2^250 - 1) * 2^5 + 11.
 Fe Invert(const Fe& z) {
-  Fe z2 = Mul(z, z);                       // 2
+  Fe z2 = Sq(z);                           // 2
   Fe z9 = Mul(SqN(z2, 2), z);              // 9
   Fe z11 = Mul(z9, z2);                    // 11
-  Fe z_5 = Mul(Mul(z11, z11), z9);         // 2^5 - 1
+  Fe z_5 = Mul(Sq(z11), z9);               // 2^5 - 1
   Fe z_10 = Mul(SqN(z_5, 5), z_5);         // 2^10 - 1
   Fe z_20 = Mul(SqN(z_10, 10), z_10);      // 2^20 - 1
   Fe z_40 = Mul(SqN(z_20, 20), z_20);      // 2^40 - 1
@@ -165,7 +196,9 @@ void ToBytes(Fe h, uint8_t out[32]) {
   uint64_t w[4] = {h.v[0] | (h.v[1] << 51), (h.v[1] >> 13) | (h.v[2] << 38),
                    (h.v[2] >> 26) | (h.v[3] << 25),
                    (h.v[3] >> 39) | (h.v[4] << 12)};
+  #pragma GCC unroll 10
   for (int i = 0; i < 4; ++i) {
+    #pragma GCC unroll 10
     for (int b = 0; b < 8; ++b) out[8 * i + b] = (uint8_t)(w[i] >> (8 * b));
   }
 }
@@ -218,6 +251,7 @@ inline void Carry8(Fe8& a) {
 
 inline Fe8 Add8(const Fe8& a, const Fe8& b) {
   Fe8 r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) r.v[i] = _mm512_add_epi64(a.v[i], b.v[i]);
   Carry8(r);
   return r;
@@ -232,6 +266,7 @@ inline __m512i TwoP(int limb) {
 
 inline Fe8 Sub8(const Fe8& a, const Fe8& b) {
   Fe8 r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) {
     r.v[i] = _mm512_sub_epi64(_mm512_add_epi64(a.v[i], TwoP(i)), b.v[i]);
   }
@@ -246,9 +281,13 @@ inline Fe8 Sub8(const Fe8& a, const Fe8& b) {
 inline Fe8 Mul8(const Fe8& a, const Fe8& b) {
   const __m512i zero = _mm512_setzero_si512();
   __m512i lo[9], hi[10];
+  #pragma GCC unroll 10
   for (int i = 0; i < 9; ++i) lo[i] = zero;
+  #pragma GCC unroll 10
   for (int i = 0; i < 10; ++i) hi[i] = zero;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) {
+    #pragma GCC unroll 10
     for (int j = 0; j < 5; ++j) {
       lo[i + j] = _mm512_madd52lo_epu64(lo[i + j], a.v[i], b.v[j]);
       hi[i + j + 1] = _mm512_madd52hi_epu64(hi[i + j + 1], a.v[i], b.v[j]);
@@ -256,11 +295,13 @@ inline Fe8 Mul8(const Fe8& a, const Fe8& b) {
   }
   __m512i col[10];
   col[0] = lo[0];
+  #pragma GCC unroll 10
   for (int k = 1; k < 9; ++k) {
     col[k] = _mm512_add_epi64(lo[k], _mm512_slli_epi64(hi[k], 1));
   }
   col[9] = _mm512_slli_epi64(hi[9], 1);
   Fe8 r;
+  #pragma GCC unroll 10
   for (int k = 0; k < 5; ++k) {
     __m512i h = col[k + 5];
     __m512i h19 = _mm512_add_epi64(
@@ -274,17 +315,20 @@ inline Fe8 Mul8(const Fe8& a, const Fe8& b) {
 
 inline Fe8 Broadcast(const uint64_t limbs[5]) {
   Fe8 r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) r.v[i] = _mm512_set1_epi64((long long)limbs[i]);
   return r;
 }
 
 inline Fe8 Load8(const Limbs8 a) {
   Fe8 r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) r.v[i] = _mm512_loadu_si512(a[i]);
   return r;
 }
 
 inline void Store8(const Fe8& a, Limbs8 out) {
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) _mm512_storeu_si512(out[i], a.v[i]);
 }
 
@@ -321,6 +365,7 @@ inline Point8 AddFull8(const Point8& p, const Point8& q) {
 
 inline Point8 Permute8(const Point8& p, __m512i idx) {
   Point8 r;
+  #pragma GCC unroll 10
   for (int i = 0; i < 5; ++i) {
     r.x.v[i] = _mm512_permutexvar_epi64(idx, p.x.v[i]);
     r.y.v[i] = _mm512_permutexvar_epi64(idx, p.y.v[i]);
@@ -344,19 +389,23 @@ void StoreNiels(const Point& p, Table* table, int i, int m) {
   Fe zinv = Invert(p.z);
   Fe x = Mul(p.x, zinv), y = Mul(p.y, zinv);
   Fe coords[3] = {Add(y, x), Sub(y, x), Mul(Mul(x, y), FeFrom(kD2))};
+  #pragma GCC unroll 10
   for (int c = 0; c < 3; ++c) {
     // Canonical limbs: bytes -> limbs.
     uint8_t b[32];
     ToBytes(coords[c], b);
     uint64_t w[4];
+    #pragma GCC unroll 10
     for (int q = 0; q < 4; ++q) {
       w[q] = 0;
+      #pragma GCC unroll 10
       for (int k = 0; k < 8; ++k) w[q] |= (uint64_t)b[8 * q + k] << (8 * k);
     }
     uint64_t limbs[5] = {w[0] & kMask51, ((w[0] >> 51) | (w[1] << 13)) & kMask51,
                          ((w[1] >> 38) | (w[2] << 26)) & kMask51,
                          ((w[2] >> 25) | (w[3] << 39)) & kMask51,
                          (w[3] >> 12) & kMask51};
+    #pragma GCC unroll 10
     for (int l = 0; l < 5; ++l) {
       table->v[i / 8][m - 1][c][l][i % 8] = limbs[l];
     }
@@ -370,6 +419,7 @@ const Table* BuildTable() {
   Point base{bx, by, one, Mul(bx, by)};  // 16^i B
   for (int i = 0; i < 64; ++i) {
     Point acc = base;  // m * 16^i B
+    #pragma GCC unroll 10
     for (int m = 1; m <= 8; ++m) {
       StoreNiels(acc, table, i, m);
       if (m < 8) acc = AddPoints(acc, base);
@@ -389,6 +439,7 @@ const Table& GetTable() {
 // negative e swaps y+x / y-x and negates 2dxy.
 inline Niels8 Select(const Table& table, int j, __m512i e) {
   Niels8 r;
+  #pragma GCC unroll 10
   for (int l = 0; l < 5; ++l) {
     __m512i id = _mm512_set1_epi64(l == 0 ? 1 : 0);
     r.ypx.v[l] = id;
@@ -397,9 +448,11 @@ inline Niels8 Select(const Table& table, int j, __m512i e) {
   }
   __m512i abs = _mm512_abs_epi64(e);
   __mmask8 neg = _mm512_cmplt_epi64_mask(e, _mm512_setzero_si512());
+  #pragma GCC unroll 10
   for (int m = 1; m <= 8; ++m) {
     __mmask8 hit = _mm512_cmpeq_epi64_mask(abs, _mm512_set1_epi64(m));
     const uint64_t(*entry)[5][8] = table.v[j][m - 1];
+    #pragma GCC unroll 10
     for (int l = 0; l < 5; ++l) {  // load all, keep the hit lanes
       r.ypx.v[l] = _mm512_mask_blend_epi64(hit, r.ypx.v[l],
                                            _mm512_load_si512(entry[0][l]));
@@ -409,6 +462,7 @@ inline Niels8 Select(const Table& table, int j, __m512i e) {
                                             _mm512_load_si512(entry[2][l]));
     }
   }
+  #pragma GCC unroll 10
   for (int l = 0; l < 5; ++l) {
     __m512i ypx = r.ypx.v[l], ymx = r.ymx.v[l];
     r.ypx.v[l] = _mm512_mask_blend_epi64(neg, ypx, ymx);
@@ -443,6 +497,7 @@ void FeToBytes(const Limbs a, uint8_t out[32]) { ToBytes(FeFrom(a), out); }
 void ScalarMultBaseDigits(const int8_t e[64], uint8_t out[32]) {
   const Table& table = GetTable();
   Point8 p;
+  #pragma GCC unroll 10
   for (int l = 0; l < 5; ++l) {
     __m512i zero = _mm512_setzero_si512();
     __m512i id = _mm512_set1_epi64(l == 0 ? 1 : 0);
@@ -451,6 +506,7 @@ void ScalarMultBaseDigits(const int8_t e[64], uint8_t out[32]) {
     p.z.v[l] = id;
     p.t.v[l] = zero;
   }
+  #pragma GCC unroll 10
   for (int j = 0; j < 8; ++j) {
     __m512i digits = _mm512_cvtepi8_epi64(
         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + 8 * j)));
@@ -466,6 +522,7 @@ void ScalarMultBaseDigits(const int8_t e[64], uint8_t out[32]) {
   Store8(p.y, lanes[1]);
   Store8(p.z, lanes[2]);
   Fe x, y, z;
+  #pragma GCC unroll 10
   for (int l = 0; l < 5; ++l) {
     x.v[l] = lanes[0][l][0];
     y.v[l] = lanes[1][l][0];
