@@ -43,6 +43,8 @@ bool Ed25519FastAvailable() {
 
 Ed25519Key Ed25519Key::FromSeedAndPublic(const uint8_t keypair[64]) {
   SodiumInit();
+  // The table is built here, at key load, not in the first signature.
+  if (Ed25519FastAvailable()) ifma::PrepareTable();
   Ed25519Key key;
   std::memcpy(key.keypair_, keypair, 64);
   uint8_t h[64];

@@ -21,7 +21,8 @@ class Ed25519Key {
  public:
   Ed25519Key() = default;  // all zero: sign only with a key from below
   // keypair = seed (32) || public key (32), as libsodium and BoringSSL lay
-  // it out. Like libsodium, the public half is used as given.
+  // it out. Like libsodium, the public half is used as given. The first call
+  // in a process also builds the IFMA table of multiples of B (~1 ms).
   static Ed25519Key FromSeedAndPublic(const uint8_t keypair[64]);
   Ed25519Key(const Ed25519Key&) = default;
   Ed25519Key& operator=(const Ed25519Key&) = default;

@@ -39,6 +39,11 @@ constexpr uint64_t kMask51 = (uint64_t{1} << 51) - 1;
 constexpr uint64_t kD2[5] = {0x69b9426b2f159ull, 0x35050762add7aull,
                              0x3cf44c0038052ull, 0x6738cc7407977ull,
                              0x2406d9dc56dffull};
+// 1/d mod p =
+// 29203323570479832313932222820853031755424015489030106335172286495629888845891
+constexpr uint64_t kInvD[5] = {0xf276cdc9f843ull, 0x3084f2a85c4bcull,
+                               0x6e73d982d775aull, 0x721958b108a66ull,
+                               0x40907ed214d5cull};
 // The base point B (RFC 8032 5.1), x =
 // 15112221349535400772501151409588531511454012693041857206046113283949847762202
 // y = 4/5 =
@@ -363,6 +368,19 @@ inline Point8 AddFull8(const Point8& p, const Point8& q) {
   return Point8{Mul8(e, f), Mul8(g, h), Mul8(f, g), Mul8(e, h)};
 }
 
+// A Niels entry as an extended point without the 7 Mul8 of AddMixed8 from
+// the identity: (X:Y:Z:T) = (2x : 2y : 2 : 2xy), 2xy = (2dxy) * (1/d).
+// The identity entry (1, 1, 0) gives (0 : 2 : 2 : 0).
+inline Point8 FromNiels8(const Niels8& q) {
+  Point8 r;
+  r.x = Sub8(q.ypx, q.ymx);
+  r.y = Add8(q.ypx, q.ymx);
+#pragma GCC unroll 10
+  for (int l = 0; l < 5; ++l) r.z.v[l] = _mm512_set1_epi64(l == 0 ? 2 : 0);
+  r.t = Mul8(q.xy2d, Broadcast(kInvD));
+  return r;
+}
+
 inline Point8 Permute8(const Point8& p, __m512i idx) {
   Point8 r;
   #pragma GCC unroll 10
@@ -494,23 +512,17 @@ void FeInvert(const Limbs a, Limbs out) {
 }
 void FeToBytes(const Limbs a, uint8_t out[32]) { ToBytes(FeFrom(a), out); }
 
+void PrepareTable() { (void)GetTable(); }
+
 void ScalarMultBaseDigits(const int8_t e[64], uint8_t out[32]) {
   const Table& table = GetTable();
   Point8 p;
-  #pragma GCC unroll 10
-  for (int l = 0; l < 5; ++l) {
-    __m512i zero = _mm512_setzero_si512();
-    __m512i id = _mm512_set1_epi64(l == 0 ? 1 : 0);
-    p.x.v[l] = zero;
-    p.y.v[l] = id;
-    p.z.v[l] = id;
-    p.t.v[l] = zero;
-  }
-  #pragma GCC unroll 10
+#pragma GCC unroll 10
   for (int j = 0; j < 8; ++j) {
     __m512i digits = _mm512_cvtepi8_epi64(
         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + 8 * j)));
-    p = AddMixed8(p, Select(table, j, digits));
+    Niels8 q = Select(table, j, digits);
+    p = j == 0 ? FromNiels8(q) : AddMixed8(p, q);
   }
   // Sum the lanes: k + (k+4), then k + (k+2), then k + (k+1); lane 0 ends
   // with the total.

@@ -37,6 +37,10 @@ void FeMul(const Limbs a, const Limbs b, Limbs out);
 void FeInvert(const Limbs a, Limbs out);
 void FeToBytes(const Limbs a, uint8_t out[32]);
 
+// Builds the 120 KiB table of multiples of B now (~1 ms, once per process)
+// rather than in the first ScalarMultBase*().
+void PrepareTable();
+
 // R = sum e[i] * 16^i * B for digits e[i] in [-8, 8], encoded (RFC 8032
 // 5.1.2). Constant time in the digits.
 void ScalarMultBaseDigits(const int8_t e[64], uint8_t out[32]);
