@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "engine/core/clock.h"
+#include "engine/dkim/ed25519_fast.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
 
@@ -96,6 +97,7 @@ class DkimSigner {
   std::string dns_record_;
   EVP_PKEY* pkey_ = nullptr;                // RSA (owned)
   std::array<uint8_t, 64> ed25519_key_{};  // seed + public key (Ed25519)
+  Ed25519Key ed25519_expanded_;  // the same key, expanded for Ed25519Sign
 };
 
 // The domain of an address or a From header value: "Name <u@Example.COM>",
