@@ -140,6 +140,8 @@ def main():
                     help="bound of the ingest and of the cancel sweep")
     ap.add_argument("--set", action="append", default=[],
                     help="extra salvo --set overrides")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work dir (spools with RocksDB's LOG)")
     args = ap.parse_args()
     zone = "bench.test"
     domains = [f"d{i:03d}.{zone}" for i in range(args.domains)]
@@ -227,7 +229,10 @@ def main():
                   f"restart_s={restart_s if restart_s is None else round(restart_s, 2)} "
                   f"ingest_s={ingest_s:.0f}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"# kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -58,16 +58,22 @@ Outcome MakeOutcome(uint32_t attempts, const std::string& reply,
   return o;
 }
 
-// Keys a WriteBatch puts and deletes, in order.
+// Keys a WriteBatch puts and deletes (any column family), in order.
 struct KeyLister : rocksdb::WriteBatch::Handler {
   std::vector<std::string> puts, deletes;
-  void Put(const rocksdb::Slice& key, const rocksdb::Slice&) override {
+  rocksdb::Status PutCF(uint32_t, const rocksdb::Slice& key,
+                        const rocksdb::Slice&) override {
     puts.push_back(key.ToString());
+    return rocksdb::Status::OK();
   }
-  void Delete(const rocksdb::Slice& key) override {
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice& key) override {
     deletes.push_back(key.ToString());
+    return rocksdb::Status::OK();
   }
-  void Merge(const rocksdb::Slice&, const rocksdb::Slice&) override {}
+  rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&,
+                          const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
 };
 
 KeyLister List(StateBatch& batch) {
@@ -293,7 +299,8 @@ TEST(EventsTest, CompactionDropsEventsOlderThanRetention) {
   ASSERT_TRUE(store->CommitNow(std::move(b), false).ok());
   ASSERT_EQ(ScanAll(*store).size(), 2u);
   ASSERT_TRUE(store->db()
-                  ->CompactRange(rocksdb::CompactRangeOptions(), nullptr,
+                  ->CompactRange(rocksdb::CompactRangeOptions(),
+                                 store->family(KeyFamily::kEvents), nullptr,
                                  nullptr)
                   .ok());
   const auto left = ScanAll(*store);

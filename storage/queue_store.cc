@@ -32,6 +32,7 @@
 #include "rocksdb/utilities/table_properties_collectors.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
+#include "storage/column_families.h"
 
 namespace salvo::storage {
 namespace {
@@ -41,6 +42,8 @@ constexpr char kMetaNumShardsKey[] = "Mnum_shards";
 constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
 // Present once the 'D' depth counters cover every queue entry.
 constexpr char kMetaDepthKey[] = "Mdepth_counters";
+// Present once every key lives in its column family (column_families.h).
+constexpr char kMetaLayoutKey[] = "Mcf_layout";
 constexpr size_t kDepthKeySize = 4;
 
 // 'D' shard:u16 lane:u8: the depth counter of a lane.
@@ -279,7 +282,7 @@ void StateBatch::CountDepth(const QueueKey& key, int64_t delta) {
 void StateBatch::PutContent(const Content& content) {
   std::string& value = Scratch();
   content.SerializeToString(&value);
-  batch_->Put(ContentKey(content.id()), value);
+  RoutedPut(batch_.get(), ContentKey(content.id()), value);
   ++ops_;
 }
 
@@ -287,7 +290,7 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
   char kbuf[kQueueKeySize];
   std::string& value = Scratch();
   rec.SerializeToString(&value);
-  batch_->Put(QueueKeySlice(key, kbuf), value);
+  RoutedPut(batch_.get(), QueueKeySlice(key, kbuf), value);
   Count(rec.content_id(), Counter::kAccepted, 1);
   CountDepth(key, 1);
   // The ACCEPTED event: address and time only (the ingest path), encoded
@@ -303,7 +306,7 @@ void StateBatch::Enqueue(const QueueKey& key, const Recipient& rec) {
   char ekey[kEventKeySize];
   const absl::string_view k =
       EventKey(rec.content_id(), key.id, EventSeq(0, Event::ACCEPTED), ekey);
-  batch_->Put(rocksdb::Slice(k.data(), k.size()), event_value_);
+  RoutedPut(batch_.get(), rocksdb::Slice(k.data(), k.size()), event_value_);
   if (collect_events_) {
     BatchEvent& e = events_.emplace_back();
     e.content_id = rec.content_id();
@@ -322,7 +325,7 @@ void StateBatch::PutEvent(uint64_t content_id, uint64_t recipient_id,
   const absl::string_view k = EventKey(
       content_id, recipient_id,
       EventSeq(event.attempt(), static_cast<int>(event.state())), kbuf);
-  batch_->Put(rocksdb::Slice(k.data(), k.size()), event_value_);
+  RoutedPut(batch_.get(), rocksdb::Slice(k.data(), k.size()), event_value_);
   if (collect_events_) events_.push_back({content_id, recipient_id, event});
 }
 
@@ -371,7 +374,7 @@ void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
   o.SerializeToString(&value);
   patch.AppendToString(&value);
   char kbuf[17];
-  batch->Put(OutcomeKeySlice(rec.content_id(), key.id, kbuf), value);
+  RoutedPut(batch, OutcomeKeySlice(rec.content_id(), key.id, kbuf), value);
 }
 
 }  // namespace
@@ -380,7 +383,7 @@ void StateBatch::Final(const QueueKey& key, const Recipient& rec,
                        const Outcome& o, Outcome::State state,
                        Counter counter, Event::State event) {
   char kbuf[kQueueKeySize];
-  batch_->Delete(QueueKeySlice(key, kbuf));
+  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
   PutOutcome(batch_.get(), key, rec, o, state);
   PutOutcomeEvent(key, rec, o, event);
   Count(rec.content_id(), counter, 1);
@@ -418,7 +421,8 @@ void StateBatch::SuppressedBounce(const QueueKey& key, const Recipient& rec,
 
 void StateBatch::SetContentState(uint64_t content_id, ContentState state) {
   char value = static_cast<char>(state);
-  batch_->Put(ContentStateKey(content_id), rocksdb::Slice(&value, 1));
+  RoutedPut(batch_.get(), ContentStateKey(content_id),
+            rocksdb::Slice(&value, 1));
   ++ops_;
 }
 
@@ -444,10 +448,10 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
   if (!rec.deferred()) Count(rec.content_id(), Counter::kDeferred, 1);
 
   char kbuf[kQueueKeySize];
-  batch_->Delete(QueueKeySlice(key, kbuf));
+  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
   std::string& value = Scratch();
   moved.SerializeToString(&value);
-  batch_->Put(QueueKeySlice(next, kbuf), value);
+  RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
   PutOutcome(batch_.get(), key, rec, o, Outcome::DEFERRED);
   PutOutcomeEvent(key, rec, o, Event::DEFERRED);
   ++ops_;
@@ -459,10 +463,10 @@ QueueKey StateBatch::Requeue(const QueueKey& key, const Recipient& rec,
   QueueKey next = key;
   next.due_ms = new_due_ms;
   char kbuf[kQueueKeySize];
-  batch_->Delete(QueueKeySlice(key, kbuf));
+  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
   std::string& value = Scratch();
   rec.SerializeToString(&value);
-  batch_->Put(QueueKeySlice(next, kbuf), value);
+  RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
   ++ops_;
   return next;
 }
@@ -472,7 +476,8 @@ rocksdb::WriteBatch* StateBatch::Finish() {
     if (delta == 0) continue;
     char buf[8];
     EncodeInt64Le(delta, buf);
-    batch_->Merge(CounterKey(k.first, k.second), rocksdb::Slice(buf, 8));
+    RoutedMerge(batch_.get(), CounterKey(k.first, k.second),
+                rocksdb::Slice(buf, 8));
   }
   deltas_.clear();
   for (const auto& [k, delta] : depth_deltas_) {
@@ -480,9 +485,10 @@ rocksdb::WriteBatch* StateBatch::Finish() {
     char buf[8];
     EncodeInt64Le(delta, buf);
     char kbuf[kDepthKeySize];
-    batch_->Merge(DepthKeySlice(static_cast<uint16_t>(k >> 8),
-                                static_cast<uint8_t>(k & 0xff), kbuf),
-                  rocksdb::Slice(buf, 8));
+    RoutedMerge(batch_.get(),
+                DepthKeySlice(static_cast<uint16_t>(k >> 8),
+                              static_cast<uint8_t>(k & 0xff), kbuf),
+                rocksdb::Slice(buf, 8));
   }
   depth_deltas_.clear();
   return batch_.get();
@@ -498,9 +504,11 @@ struct QueueStore::Committer {
     bool sync_only = false;  // SyncThen: nothing to write, durable
   };
 
-  Committer(rocksdb::DB* db, bool sync, std::string path,
-            uint64_t min_free_bytes, int unsynced_sync_ms)
+  Committer(rocksdb::DB* db,
+            std::vector<rocksdb::ColumnFamilyHandle*> families, bool sync,
+            std::string path, uint64_t min_free_bytes, int unsynced_sync_ms)
       : db(db),
+        families(std::move(families)),
         sync(sync),
         path(std::move(path)),
         min_free_bytes(min_free_bytes),
@@ -779,7 +787,8 @@ struct QueueStore::Committer {
                     buf);
       s = db->Put(no_wal, kMetaRecoveredKey, rocksdb::Slice(buf, 8));
     }
-    if (s.ok()) s = db->Flush(rocksdb::FlushOptions());
+    // Every family: none may keep data that only the damaged WAL holds.
+    if (s.ok()) s = db->Flush(rocksdb::FlushOptions(), families);
     if (!s.ok()) {
       last_error = s.ToString();
       return;
@@ -789,6 +798,7 @@ struct QueueStore::Committer {
   }
 
   rocksdb::DB* const db;
+  const std::vector<rocksdb::ColumnFamilyHandle*> families;
   const bool sync;
   const std::string path;
   const uint64_t min_free_bytes;
@@ -869,6 +879,79 @@ absl::Status InitDepthCounters(rocksdb::DB* db) {
   return ToAbsl(db->Write(wo, &batch), "write depth counters");
 }
 
+// A store written before column families holds every key in `default`:
+// move the keys of the events and blocks families to them, in batches that
+// each Put into the new family and Delete from `default` (atomic), then set
+// kMetaLayoutKey (synced). Interrupted, the next Open moves what is left.
+// New stores find nothing to move and get the marker at once.
+absl::Status UpgradeLayout(rocksdb::DB* db,
+                           rocksdb::ColumnFamilyHandle* const families[],
+                           const QueueStore::Options& o,
+                           const rocksdb::DBOptions& db_options) {
+  rocksdb::ColumnFamilyHandle* const dflt =
+      families[static_cast<uint32_t>(KeyFamily::kDefault)];
+  std::string marker;
+  rocksdb::Status s =
+      db->Get(rocksdb::ReadOptions(), dflt, kMetaLayoutKey, &marker);
+  if (s.ok()) return absl::OkStatus();
+  if (!s.IsNotFound()) return ToAbsl(s, "read layout marker");
+  constexpr size_t kMaxBatchBytes = 16 << 20;
+  const size_t max_keys =
+      static_cast<size_t>(std::max(1, o.upgrade_batch_keys));
+  int64_t moved = 0;
+  int batches = 0;
+  rocksdb::WriteBatch batch;
+  size_t batch_keys = 0;
+  auto write_batch = [&]() -> absl::Status {
+    if (batch_keys == 0) return absl::OkStatus();
+    if (o.upgrade_max_batches >= 0 && batches >= o.upgrade_max_batches) {
+      return absl::AbortedError(absl::StrCat(
+          "layout upgrade stopped after ", batches, " batches (test hook)"));
+    }
+    rocksdb::Status ws = db->Write(rocksdb::WriteOptions(), &batch);
+    if (!ws.ok()) return ToAbsl(ws, "layout upgrade");
+    moved += static_cast<int64_t>(batch_keys);
+    ++batches;
+    batch.Clear();
+    batch_keys = 0;
+    return absl::OkStatus();
+  };
+  for (char prefix = 'A'; prefix <= 'Z'; ++prefix) {
+    const KeyFamily f = FamilyOfPrefix(prefix);
+    if (f == KeyFamily::kDefault) continue;
+    rocksdb::ColumnFamilyHandle* const to = families[static_cast<uint32_t>(f)];
+    const std::string start(1, prefix);
+    const std::string end(1, static_cast<char>(prefix + 1));
+    rocksdb::Slice upper(end);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, dflt));
+    for (it->Seek(start); it->Valid(); it->Next()) {
+      s = batch.Put(to, it->key(), it->value());
+      if (s.ok()) s = batch.Delete(dflt, it->key());
+      if (!s.ok()) return ToAbsl(s, "layout upgrade batch");
+      ++batch_keys;
+      if (batch_keys >= max_keys || batch.GetDataSize() >= kMaxBatchBytes) {
+        if (absl::Status ws = write_batch(); !ws.ok()) return ws;
+      }
+    }
+    if (!it->status().ok()) return ToAbsl(it->status(), "layout upgrade scan");
+  }
+  if (absl::Status ws = write_batch(); !ws.ok()) return ws;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // also makes every batch above durable
+  s = db->Put(wo, dflt, kMetaLayoutKey, "1");
+  if (!s.ok()) return ToAbsl(s, "write layout marker");
+  if (moved > 0) {
+    rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, db_options.info_log,
+                 "salvo: layout upgrade moved %lld keys out of default in %d "
+                 "batches",
+                 static_cast<long long>(moved), batches);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
@@ -877,30 +960,23 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
     return absl::InvalidArgumentError(
         absl::StrCat("num_shards must be in [1, 65536], got ", o.num_shards));
   }
-  rocksdb::Options options;
+  rocksdb::DBOptions options;
   options.create_if_missing = true;
+  options.create_missing_column_families = true;
   if (o.env != nullptr) options.env = o.env;
   options.info_log = PlainFileLogger::Open(o.path);
-  options.write_buffer_size = o.write_buffer_bytes;
-  options.max_write_buffer_number = 3;
-  // No block compression: with 10M queued the loops' scans spent ~40% of
-  // their CPU in LZ4_decompress (block cache misses), and the delivery rate
-  // at 10M rose from 0.11-0.20 to ~0.5 of the 100k-queue rate without it
-  // (bench/scale_bench.py). Costs disk: 1.9 GB instead of ~1.4 GB at 10M.
-  options.compression = rocksdb::kNoCompression;
-  options.merge_operator = std::make_shared<Int64AddOperator>();
-  // A state batch alternates between key families ('Q' lane, 'O' outcomes of
-  // a content): keep one memtable insert hint per 4-byte prefix so that each
-  // family's mostly sequential inserts stay cheap. Hints serve a write
-  // group with one writer; when the committer and loop threads (ingest
-  // chunks, outcomes via WriteUnsynced) write at once, their memtable inserts
-  // run in parallel instead (the skiplist's concurrent insert).
-  options.memtable_insert_with_hint_prefix_extractor.reset(
-      rocksdb::NewFixedPrefixTransform(4));
+  // A WAL file stays until every family with data in it has flushed: past
+  // this bound RocksDB flushes the families that pin the oldest WAL (a quiet
+  // `blocks` family would otherwise keep every WAL and fill the disk).
+  options.max_total_wal_size =
+      o.max_total_wal_bytes > 0
+          ? o.max_total_wal_bytes
+          : std::max<uint64_t>(4 * static_cast<uint64_t>(o.write_buffer_bytes),
+                               64ull << 20);
   options.allow_concurrent_memtable_write = true;
-  // One memory budget: memtables are charged to the block cache, and index
-  // and filter blocks live in it (pinned for L0) instead of growing with the
-  // number of keys outside any limit.
+  // One memory budget: memtables of every family are charged to the block
+  // cache, and index and filter blocks live in it (pinned for L0) instead of
+  // growing with the number of keys outside any limit.
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
   table.cache_index_and_filter_blocks = true;
@@ -908,21 +984,74 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   table.pin_l0_filter_and_index_blocks_in_cache = true;
   options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
       o.memtable_budget_bytes, table.block_cache);
-  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  rocksdb::ColumnFamilyOptions base;
+  base.write_buffer_size = o.write_buffer_bytes;
+  base.max_write_buffer_number = 3;
+  // No block compression: with 10M queued the loops' scans spent ~40% of
+  // their CPU in LZ4_decompress (block cache misses), and the delivery rate
+  // at 10M rose from 0.11-0.20 to ~0.5 of the 100k-queue rate without it
+  // (bench/scale_bench.py). Costs disk: 1.9 GB instead of ~1.4 GB at 10M.
+  base.compression = rocksdb::kNoCompression;
+  // A state batch alternates between key families ('Q' lane, 'O' outcomes of
+  // a content): keep one memtable insert hint per 4-byte prefix so that each
+  // family's mostly sequential inserts stay cheap. Hints serve a write
+  // group with one writer; when the committer and loop threads (ingest
+  // chunks, outcomes via WriteUnsynced) write at once, their memtable inserts
+  // run in parallel instead (the skiplist's concurrent insert).
+  base.memtable_insert_with_hint_prefix_extractor.reset(
+      rocksdb::NewFixedPrefixTransform(4));
+  base.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  // default: queue entries and the counters ('N', 'D': merge-add).
+  rocksdb::ColumnFamilyOptions hot = base;
+  hot.merge_operator = std::make_shared<Int64AddOperator>();
   // A queue deletes from its front: compact files dense with tombstones so
   // that scans from the start of a lane do not wade through them.
-  options.table_properties_collector_factories.emplace_back(
+  hot.table_properties_collector_factories.emplace_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window=*/32768,
                                                     /*deletion_trigger=*/8192));
+  // events ('E', 'O') and blocks (whose packed ACCEPTED events 'A' age out
+  // like 'E'): the retention filter.
+  rocksdb::ColumnFamilyOptions events = base;
+  rocksdb::ColumnFamilyOptions blocks = base;
   if (o.event_retention_ms > 0) {
-    options.compaction_filter_factory =
+    auto retention =
         std::make_shared<EventRetentionFilterFactory>(o.event_retention_ms);
+    events.compaction_filter_factory = retention;
+    blocks.compaction_filter_factory = retention;
   }
+  // In KeyFamily order: a new DB gets the families' ids 0, 1, 2.
+  const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {KeyFamilyName(KeyFamily::kDefault), hot},
+      {KeyFamilyName(KeyFamily::kEvents), events},
+      {KeyFamilyName(KeyFamily::kBlocks), blocks},
+  };
 
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, o.path, &raw);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, o.path, descriptors, &handles, &raw);
   if (!s.ok()) return ToAbsl(s, absl::StrCat("open ", o.path));
-  std::unique_ptr<rocksdb::DB> db(raw);
+  // From here the store owns the DB and the handles (its destructor closes
+  // them in order on every error path).
+  std::unique_ptr<QueueStore> store(new QueueStore());
+  store->db_.reset(raw);
+  rocksdb::DB* const db = raw;
+  for (int i = 0; i < kNumKeyFamilies; ++i) {
+    store->families_[i] = handles[i];
+  }
+  for (int i = 0; i < kNumKeyFamilies; ++i) {
+    const uint32_t id = store->families_[i]->GetID();
+    if (id != static_cast<uint32_t>(i)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "queue store at ", o.path, ": column family '", descriptors[i].name,
+          "' has id ", id, ", expected ", i,
+          " (families must be created in the order default, events, blocks)"));
+    }
+  }
+  absl::Status upgraded = UpgradeLayout(db, store->families_, o, options);
+  if (!upgraded.ok()) return upgraded;
 
   std::string stored;
   s = db->Get(rocksdb::ReadOptions(), kMetaNumShardsKey, &stored);
@@ -940,24 +1069,29 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
         " (the shard count is fixed at creation)"));
   }
 
-  absl::Status depth = InitDepthCounters(db.get());
+  absl::Status depth = InitDepthCounters(db);
   if (!depth.ok()) return depth;
 
-  std::unique_ptr<QueueStore> store(new QueueStore());
   store->num_shards_ = o.num_shards;
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
   store->last_id_.store(static_cast<uint64_t>(now_ms) << 20);
-  store->db_ = std::move(db);
   store->committer_ = std::make_unique<Committer>(
-      store->db_.get(), o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms);
+      db, std::vector<rocksdb::ColumnFamilyHandle*>(
+              store->families_, store->families_ + kNumKeyFamilies),
+      o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms);
   return store;
 }
 
 QueueStore::~QueueStore() {
   committer_.reset();  // drains and joins before the DB closes
-  if (db_) db_->Close().PermitUncheckedError();
+  if (!db_) return;
+  for (rocksdb::ColumnFamilyHandle*& h : families_) {
+    if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    h = nullptr;
+  }
+  db_->Close().PermitUncheckedError();
 }
 
 uint16_t QueueStore::ShardForDomain(absl::string_view domain) const {
@@ -1039,7 +1173,7 @@ absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('Q')));
 
   const bool resume = !cursor->empty() && *cursor >= start;
   it->Seek(resume ? rocksdb::Slice(*cursor) : rocksdb::Slice(start));
@@ -1083,7 +1217,7 @@ absl::StatusOr<std::optional<int64_t>> QueueStore::NextDue(
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('Q')));
   const bool resume = !cursor.empty() && cursor >= start;
   it->Seek(resume ? rocksdb::Slice(cursor) : rocksdb::Slice(start));
   if (resume && it->Valid() && it->key() == rocksdb::Slice(cursor)) it->Next();
@@ -1102,7 +1236,8 @@ absl::StatusOr<std::optional<int64_t>> QueueStore::NextDue(
 absl::StatusOr<Content> QueueStore::GetContent(uint64_t content_id) {
   std::string value;
   rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), ContentKey(content_id), &value);
+      db_->Get(rocksdb::ReadOptions(), HandleFor('C'), ContentKey(content_id),
+               &value);
   if (!s.ok()) return ToAbsl(s, absl::StrCat("content ", IdToHex(content_id)));
   Content content;
   if (!content.ParseFromString(value)) {
@@ -1114,7 +1249,7 @@ absl::StatusOr<Content> QueueStore::GetContent(uint64_t content_id) {
 
 absl::StatusOr<ContentState> QueueStore::GetContentState(uint64_t content_id) {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(),
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), HandleFor('X'),
                                ContentStateKey(content_id), &value);
   if (s.IsNotFound()) return ContentState::kActive;
   if (!s.ok()) return ToAbsl(s, absl::StrCat("state ", IdToHex(content_id)));
@@ -1131,7 +1266,7 @@ absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('N')));
   int64_t values[kNumCounters] = {};
   for (it->Seek(start); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key();
@@ -1154,7 +1289,8 @@ absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(
     uint64_t content_id, uint64_t id) {
   std::string value;
   rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), OutcomeKey(content_id, id), &value);
+      db_->Get(rocksdb::ReadOptions(), HandleFor('O'),
+               OutcomeKey(content_id, id), &value);
   if (s.IsNotFound()) return std::optional<Outcome>();
   if (!s.ok()) return ToAbsl(s, "outcome");
   Outcome o;
@@ -1180,7 +1316,7 @@ absl::Status QueueStore::ScanEvents(
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('E')));
   if (after.empty() || after < absl::string_view(start)) {
     it->Seek(start);
   } else {
@@ -1209,7 +1345,8 @@ absl::Status QueueStore::ScanEvents(
   rocksdb::Slice aupper(aend);
   rocksdb::ReadOptions aro;
   aro.iterate_upper_bound = &aupper;
-  std::unique_ptr<rocksdb::Iterator> ait(db_->NewIterator(aro));
+  std::unique_ptr<rocksdb::Iterator> ait(
+      db_->NewIterator(aro, HandleFor('A')));
   {
     char akey[17];
     akey[0] = 'A';
@@ -1313,7 +1450,7 @@ absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('Q')));
   int64_t n = 0;
   for (it->Seek(start); it->Valid(); it->Next()) ++n;
   if (!it->status().ok()) return ToAbsl(it->status(), "count queued");
@@ -1325,8 +1462,9 @@ absl::StatusOr<int64_t> QueueStore::QueueDepth(uint16_t shard) {
   for (uint8_t lane = 0; lane < kNumLanes; ++lane) {
     char kbuf[kDepthKeySize];
     std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(),
-                                 DepthKeySlice(shard, lane, kbuf), &value);
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), HandleFor('D'),
+                 DepthKeySlice(shard, lane, kbuf), &value);
     if (s.IsNotFound()) continue;
     if (!s.ok()) return ToAbsl(s, "queue depth");
     total += DecodeInt64Le(value);
@@ -1470,7 +1608,7 @@ void StateBatch::PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
     event_value_.append(address);
   }
   char pkey[kPayloadKeySize];
-  batch_->Put(PayloadKeySlice(first_id, pkey), value);
+  RoutedPut(batch_.get(), PayloadKeySlice(first_id, pkey), value);
   BlockKey key;
   key.lane = lane;
   key.due_ms = due_ms;
@@ -1479,9 +1617,10 @@ void StateBatch::PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
   char bkey[kBlockKeySize];
   char bval[12];
   BlockIndexValue(expires_ms, count, bval);
-  batch_->Put(BlockKeySlice(key, bkey), rocksdb::Slice(bval, 12));
+  RoutedPut(batch_.get(), BlockKeySlice(key, bkey), rocksdb::Slice(bval, 12));
   char akey[kPackedKeySize];
-  batch_->Put(PackedKeySlice(content_id, first_id, akey), event_value_);
+  RoutedPut(batch_.get(), PackedKeySlice(content_id, first_id, akey),
+            event_value_);
   Count(content_id, Counter::kAccepted, count);
   if (collect_events_) {
     BatchEvent& e = events_.emplace_back();
@@ -1498,9 +1637,9 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
                              const QueueStore& store,
                              std::vector<bool>* shard_used) {
   char bkey[kBlockKeySize];
-  batch_->Delete(BlockKeySlice(key, bkey));
+  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
   char pkey[kPayloadKeySize];
-  batch_->Delete(PayloadKeySlice(key.first_id, pkey));
+  RoutedDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
   QueueKey qk;
   qk.lane = key.lane;
   qk.due_ms = key.due_ms;
@@ -1523,7 +1662,7 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
                                         ? absl::string_view()
                                         : address.substr(at + 1));
     qk.id = key.first_id + static_cast<uint64_t>(i);
-    batch_->Put(QueueKeySlice(qk, kbuf), value);
+    RoutedPut(batch_.get(), QueueKeySlice(qk, kbuf), value);
     CountDepth(qk, 1);
     if (shard_used != nullptr) (*shard_used)[qk.shard] = true;
   }
@@ -1533,9 +1672,9 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
 void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
                              int64_t at_ms) {
   char bkey[kBlockKeySize];
-  batch_->Delete(BlockKeySlice(key, bkey));
+  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
   char pkey[kPayloadKeySize];
-  batch_->Delete(PayloadKeySlice(key.first_id, pkey));
+  RoutedDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
   thread_local Recipient rec;
   thread_local Outcome o;
   QueueKey qk;
@@ -1559,13 +1698,13 @@ void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
 BlockKey StateBatch::MoveBlock(const BlockKey& key, int64_t new_due_ms,
                                int64_t new_expires_ms) {
   char bkey[kBlockKeySize];
-  batch_->Delete(BlockKeySlice(key, bkey));
+  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
   BlockKey next = key;
   next.due_ms = new_due_ms;
   next.expires_ms = new_expires_ms;
   char bval[12];
   BlockIndexValue(new_expires_ms, next.count, bval);
-  batch_->Put(BlockKeySlice(next, bkey), rocksdb::Slice(bval, 12));
+  RoutedPut(batch_.get(), BlockKeySlice(next, bkey), rocksdb::Slice(bval, 12));
   ++ops_;
   return next;
 }
@@ -1594,7 +1733,7 @@ absl::Status QueueStore::ScanBlocks(Lane lane, int64_t max_due_ms, size_t max,
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('B')));
   const bool resume = !cursor->empty() && *cursor >= start;
   it->Seek(resume ? rocksdb::Slice(*cursor) : rocksdb::Slice(start));
   if (resume && it->Valid() && it->key() == rocksdb::Slice(*cursor)) it->Next();
@@ -1619,7 +1758,7 @@ absl::Status QueueStore::ContentBlocks(uint64_t content_id,
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('B')));
   for (it->Seek(start); it->Valid(); it->Next()) {
     BlockKey key;
     if (!DecodeBlockKey(it->key(), it->value(), &key)) {
@@ -1635,8 +1774,8 @@ absl::StatusOr<RecipientBlock> QueueStore::GetBlock(const BlockKey& key) {
   char pkey[kPayloadKeySize];
   std::string value;
   rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), PayloadKeySlice(key.first_id, pkey),
-               &value);
+      db_->Get(rocksdb::ReadOptions(), HandleFor('P'),
+               PayloadKeySlice(key.first_id, pkey), &value);
   if (!s.ok()) {
     return ToAbsl(s, absl::StrCat("block ", IdToHex(key.first_id)));
   }
@@ -1654,14 +1793,16 @@ namespace {
 // Sums `add(key, value, &n)` over every key starting with the byte `prefix`;
 // `add` returns false on a malformed entry (DataLoss naming `what`).
 template <typename Add>
-absl::StatusOr<int64_t> SumOverPrefix(rocksdb::DB* db, char prefix,
-                                      absl::string_view what, Add add) {
+absl::StatusOr<int64_t> SumOverPrefix(rocksdb::DB* db,
+                                      rocksdb::ColumnFamilyHandle* family,
+                                      char prefix, absl::string_view what,
+                                      Add add) {
   const std::string start(1, prefix);
   const std::string end(1, static_cast<char>(prefix + 1));
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, family));
   int64_t n = 0;
   for (it->Seek(start); it->Valid(); it->Next()) {
     if (!add(it->key(), it->value(), &n)) {
@@ -1676,7 +1817,7 @@ absl::StatusOr<int64_t> SumOverPrefix(rocksdb::DB* db, char prefix,
 
 absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
   return SumOverPrefix(
-      db_.get(), 'B', "blocked recipients",
+      db_.get(), HandleFor('B'), 'B', "blocked recipients",
       [](const rocksdb::Slice& k, const rocksdb::Slice& v, int64_t* n) {
         BlockKey key;
         if (!DecodeBlockKey(k, v, &key)) return false;
@@ -1687,7 +1828,7 @@ absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
 
 absl::StatusOr<int64_t> QueueStore::TotalDepth() {
   return SumOverPrefix(
-      db_.get(), 'D', "total depth",
+      db_.get(), HandleFor('D'), 'D', "total depth",
       [](const rocksdb::Slice& k, const rocksdb::Slice& v, int64_t* n) {
         if (k.size() == kDepthKeySize) *n += DecodeInt64Le(v);
         return true;

@@ -22,6 +22,15 @@
 //   'A' content_id:u64 first_id:u64 -> RecipientBlock without fields
 //       (the packed ACCEPTED events of a block; ScanEvents lists one event
 //       per recipient; dropped by compaction like 'E')
+// Column families (storage/column_families.h routes every key by its first
+// byte, for reads and writes alike): `default` holds 'Q' 'C' 'N' 'X' 'D'
+// 'M' 'I' 'S' (small, hot); `events` holds 'E' and 'O' (append-mostly);
+// `blocks` holds 'B' 'P' 'A' (written once at ingest). Separate families keep the
+// churn of queue entries, outcomes and events from compacting (rewriting)
+// the large block payloads. Meta key "Mcf_layout" marks a store in this
+// layout; Open moves the events and blocks keys of an older store out of
+// `default` first (batches of Options::upgrade_batch_keys, each atomic;
+// an interrupted upgrade resumes at the next Open).
 // Recipient blocks: an upload chunk is one block (StateBatch::PutBlock);
 // storage/block_expander.h turns blocks into 'Q' entries, one WriteBatch per
 // block, while the queue depth is below a window. The index ('B') is small,
@@ -65,10 +74,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/records.pb.h"
 
 namespace rocksdb {
+class ColumnFamilyHandle;
 class DB;
 class Env;
 class WriteBatch;
@@ -261,6 +272,15 @@ class QueueStore {
     // Recipient events ('E') older than this, counted from the recipient
     // id's accept time, are dropped by compaction. 0: kept forever.
     int64_t event_retention_ms = 0;
+    // WAL bound: past it RocksDB flushes the column families that pin the
+    // oldest WAL file (a quiet `blocks` family would otherwise keep every
+    // WAL alive). 0: max(4 x write_buffer_bytes, 64 MiB).
+    uint64_t max_total_wal_bytes = 0;
+    // Upgrade of a store written before column families: keys moved per
+    // batch. Test hook: upgrade_max_batches >= 0 stops the upgrade after
+    // that many batches and fails Open (Aborted), as a crash would.
+    int upgrade_batch_keys = 4096;
+    int upgrade_max_batches = -1;
   };
 
   // How often an unhealthy store retries recovery.
@@ -377,13 +397,23 @@ class QueueStore {
   int64_t recoveries() const;
 
   rocksdb::DB* db() { return db_.get(); }
+  // The DB's handle of a column family (tools and tests: raw reads,
+  // compaction). Valid while the store lives.
+  rocksdb::ColumnFamilyHandle* family(KeyFamily f) const {
+    return families_[static_cast<uint32_t>(f)];
+  }
 
  private:
   QueueStore() = default;
+  rocksdb::ColumnFamilyHandle* HandleFor(char prefix) const {
+    return family(FamilyOfPrefix(prefix));
+  }
   struct Committer;
   int num_shards_ = 0;
   std::atomic<uint64_t> last_id_{0};
   std::unique_ptr<rocksdb::DB> db_;
+  // Owned (destroyed before the DB closes), indexed by KeyFamily.
+  rocksdb::ColumnFamilyHandle* families_[kNumKeyFamilies] = {};
   std::unique_ptr<Committer> committer_;
 };
 
