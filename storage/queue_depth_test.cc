@@ -41,19 +41,26 @@ void ExpectExact(QueueStore& store, int64_t want) {
   int64_t total = 0;
   for (int s = 0; s < kShards; ++s) {
     auto depth = store.QueueDepth(static_cast<uint16_t>(s));
+    auto stored = store.StoredQueueDepth(static_cast<uint16_t>(s));
     auto counted = store.CountQueued(static_cast<uint16_t>(s));
     ASSERT_TRUE(depth.ok()) << depth.status();
+    ASSERT_TRUE(stored.ok()) << stored.status();
     ASSERT_TRUE(counted.ok()) << counted.status();
     EXPECT_EQ(*depth, *counted) << "shard " << s;
+    EXPECT_EQ(*stored, *counted) << "shard " << s;
     total += *depth;
   }
   EXPECT_EQ(total, want);
+  auto sum = store.TotalDepth();
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(*sum, want);
 }
 
 // Enqueues `n` entries over every shard and both lanes, then moves a seeded
 // random part of them through defer, requeue and every final state. Returns
 // how many stay queued.
-int64_t Churn(QueueStore& store, int n, uint32_t seed) {
+int64_t Churn(QueueStore& store, int n, uint32_t seed,
+              bool unsynced = false) {
   std::vector<QueueEntry> entries;
   StateBatch enqueue;
   for (int i = 0; i < n; ++i) {
@@ -86,7 +93,12 @@ int64_t Churn(QueueStore& store, int n, uint32_t seed) {
       default: break;  // stays where it is
     }
   }
-  EXPECT_TRUE(store.CommitNow(std::move(batch), true).ok());
+  if (unsynced) {
+    // A loop's write (the in-memory depth follows it too).
+    EXPECT_TRUE(store.WriteUnsynced(batch).ok());
+  } else {
+    EXPECT_TRUE(store.CommitNow(std::move(batch), true).ok());
+  }
   return queued;
 }
 
@@ -107,6 +119,8 @@ TEST(QueueDepthTest, ExactAfterEveryStateChangeAndAcrossReopen) {
   ExpectExact(*store, queued);
   queued += Churn(*store, 1000, 7);
   ExpectExact(*store, queued);
+  queued += Churn(*store, 1000, 8, /*unsynced=*/true);
+  ExpectExact(*store, queued);
 }
 
 TEST(QueueDepthTest, StoreWithoutCountersIsCountedOnceAtOpen) {
@@ -123,7 +137,7 @@ TEST(QueueDepthTest, StoreWithoutCountersIsCountedOnceAtOpen) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     ASSERT_TRUE(store->db()->Write(wo, &wipe).ok());
-    auto depth = store->QueueDepth(0);
+    auto depth = store->StoredQueueDepth(0);
     ASSERT_TRUE(depth.ok());
     EXPECT_EQ(*depth, 0);  // the wipe worked: nothing counted any more
   }

@@ -266,6 +266,7 @@ void StateBatch::Clear() {
   batch_->Clear();
   deltas_.clear();
   depth_deltas_.clear();
+  finished_depth_.clear();
   events_.clear();
   ops_ = 0;
 }
@@ -489,6 +490,7 @@ rocksdb::WriteBatch* StateBatch::Finish() {
                 DepthKeySlice(static_cast<uint16_t>(k >> 8),
                               static_cast<uint8_t>(k & 0xff), kbuf),
                 rocksdb::Slice(buf, 8));
+    finished_depth_.emplace_back(static_cast<uint16_t>(k >> 8), delta);
   }
   depth_deltas_.clear();
   return batch_.get();
@@ -506,8 +508,10 @@ struct QueueStore::Committer {
 
   Committer(rocksdb::DB* db,
             std::vector<rocksdb::ColumnFamilyHandle*> families, bool sync,
-            std::string path, uint64_t min_free_bytes, int unsynced_sync_ms)
-      : db(db),
+            std::string path, uint64_t min_free_bytes, int unsynced_sync_ms,
+            DepthMirror* depth)
+      : depth(depth),
+        db(db),
         families(std::move(families)),
         sync(sync),
         path(std::move(path)),
@@ -611,6 +615,8 @@ struct QueueStore::Committer {
       if (!s.ok()) {
         MarkUnhealthy(s);
         failed = s;
+      } else {
+        depth->Apply(p.batch);
       }
       results->push_back(ToAbsl(s, "queue write"));
       if (s.ok() && p.durable && sync) need_sync = true;
@@ -700,6 +706,7 @@ struct QueueStore::Committer {
       wo.no_slowdown = true;  // never stall a loop: Incomplete instead
       rocksdb::Status s = db->Write(wo, batch.Finish());
       if (s.ok()) {
+        depth->Apply(batch);
         unsynced_writes.fetch_add(1, std::memory_order_relaxed);
       } else if (s.IsIncomplete()) {
         unsynced_refused.fetch_add(1, std::memory_order_relaxed);
@@ -797,6 +804,7 @@ struct QueueStore::Committer {
     db_ok = true;
   }
 
+  DepthMirror* const depth;  // the store's; outlives the committer
   rocksdb::DB* const db;
   const std::vector<rocksdb::ColumnFamilyHandle*> families;
   const bool sync;
@@ -1071,6 +1079,30 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
 
   absl::Status depth = InitDepthCounters(db);
   if (!depth.ok()) return depth;
+  // The in-memory mirror of the counters, read once (nothing writes yet).
+  store->depth_.shard =
+      std::make_unique<std::atomic<int64_t>[]>(o.num_shards);
+  for (int i = 0; i < o.num_shards; ++i) store->depth_.shard[i].store(0);
+  {
+    const rocksdb::Slice upper("E");
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(ro, store->families_[0]));
+    int64_t total = 0;
+    for (it->Seek("D"); it->Valid(); it->Next()) {
+      rocksdb::Slice k = it->key();
+      if (k.size() != kDepthKeySize || it->value().size() != 8) continue;
+      const int shard = (static_cast<uint8_t>(k[1]) << 8) |
+                        static_cast<uint8_t>(k[2]);
+      if (shard >= o.num_shards) continue;
+      const int64_t v = DecodeInt64Le(it->value());
+      store->depth_.shard[shard].fetch_add(v);
+      total += v;
+    }
+    if (!it->status().ok()) return ToAbsl(it->status(), "read depth counters");
+    store->depth_.total.store(total);
+  }
 
   store->num_shards_ = o.num_shards;
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1080,8 +1112,16 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   store->committer_ = std::make_unique<Committer>(
       db, std::vector<rocksdb::ColumnFamilyHandle*>(
               store->families_, store->families_ + kNumKeyFamilies),
-      o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms);
+      o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms, &store->depth_);
   return store;
+}
+
+void QueueStore::DepthMirror::Apply(StateBatch& batch) {
+  for (const auto& [shard_id, delta] : batch.finished_depth_) {
+    shard[shard_id].fetch_add(delta, std::memory_order_relaxed);
+    total.fetch_add(delta, std::memory_order_relaxed);
+  }
+  batch.finished_depth_.clear();
 }
 
 QueueStore::~QueueStore() {
@@ -1458,6 +1498,13 @@ absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {
 }
 
 absl::StatusOr<int64_t> QueueStore::QueueDepth(uint16_t shard) {
+  if (shard >= num_shards_) {
+    return absl::InvalidArgumentError(absl::StrCat("no shard ", shard));
+  }
+  return depth_.shard[shard].load(std::memory_order_relaxed);
+}
+
+absl::StatusOr<int64_t> QueueStore::StoredQueueDepth(uint16_t shard) {
   int64_t total = 0;
   for (uint8_t lane = 0; lane < kNumLanes; ++lane) {
     char kbuf[kDepthKeySize];
@@ -1827,12 +1874,7 @@ absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
 }
 
 absl::StatusOr<int64_t> QueueStore::TotalDepth() {
-  return SumOverPrefix(
-      db_.get(), HandleFor('D'), 'D', "total depth",
-      [](const rocksdb::Slice& k, const rocksdb::Slice& v, int64_t* n) {
-        if (k.size() == kDepthKeySize) *n += DecodeInt64Le(v);
-        return true;
-      });
+  return depth_.total.load(std::memory_order_relaxed);
 }
 
 }  // namespace salvo::storage
