@@ -37,6 +37,7 @@ const char* KeyFamilyName(KeyFamily f) {
     case KeyFamily::kDefault: return "default";  // RocksDB's own name
     case KeyFamily::kEvents: return "events";
     case KeyFamily::kBlocks: return "blocks";
+    case KeyFamily::kSuppressions: return "suppressions";
   }
   return "?";
 }
@@ -47,6 +48,7 @@ rocksdb::ColumnFamilyHandle* BatchHandle(KeyFamily f) {
       new FixedIdHandle(0, KeyFamilyName(KeyFamily::kDefault)),
       new FixedIdHandle(1, KeyFamilyName(KeyFamily::kEvents)),
       new FixedIdHandle(2, KeyFamilyName(KeyFamily::kBlocks)),
+      new FixedIdHandle(3, KeyFamilyName(KeyFamily::kSuppressions)),
   };
   return handles[static_cast<uint32_t>(f)];
 }

@@ -1,8 +1,13 @@
 // The queue store's RocksDB column families and the one map from a key's
 // first byte to its family (see queue_store.h for the key space):
-//   default  'Q' 'C' 'N' 'X' 'D' 'M' 'I' 'S' ...  small and hot
-//   events   'E' 'O'          recipient events and outcomes, append-mostly
-//   blocks   'B' 'P' 'A'      recipient blocks, written once at ingest
+//   default       'Q' 'C' 'N' 'X' 'D' 'M' 'I' ...  small and hot
+//   events        'E' 'O'      recipient events and outcomes, append-mostly
+//   blocks        'B' 'P' 'A'  recipient blocks, written once at ingest
+//   suppressions  'S'          per-tenant suppression entries: read twice
+//                              per delivery, rarely written, so kept apart
+//                              from the queue's churn (two point reads into
+//                              a small family instead of the queue's
+//                              memtables and files)
 // Reads and writes both route through FamilyOfKey, so they cannot disagree.
 // StateBatch encodes its WriteBatch without a store: Routed*() writes into
 // a batch through fixed handles that carry only the family's id (what
@@ -24,10 +29,15 @@ class WriteBatch;
 namespace salvo::storage {
 
 // Values are the RocksDB column family ids (fixed: created in this order).
-enum class KeyFamily : uint32_t { kDefault = 0, kEvents = 1, kBlocks = 2 };
-inline constexpr int kNumKeyFamilies = 3;
+enum class KeyFamily : uint32_t {
+  kDefault = 0,
+  kEvents = 1,
+  kBlocks = 2,
+  kSuppressions = 3,
+};
+inline constexpr int kNumKeyFamilies = 4;
 
-// "default", "events", "blocks".
+// "default", "events", "blocks", "suppressions".
 const char* KeyFamilyName(KeyFamily f);
 
 // The family of keys starting with the byte `prefix`.
@@ -40,6 +50,8 @@ inline KeyFamily FamilyOfPrefix(char prefix) {
     case 'P':
     case 'A':
       return KeyFamily::kBlocks;
+    case 'S':
+      return KeyFamily::kSuppressions;
     default:
       return KeyFamily::kDefault;
   }

@@ -21,6 +21,7 @@
 #include "rocksdb/write_batch.h"
 #include "storage/column_families.h"
 #include "storage/queue_store.h"
+#include "storage/suppression_store.h"
 
 namespace salvo::storage {
 namespace {
@@ -127,6 +128,12 @@ void WriteMix(QueueStore& store) {
   ASSERT_TRUE(block.ok()) << block.status();
   c.CancelBlock(blocks[1], *block, kNow + 20);
   ASSERT_TRUE(store.CommitNow(std::move(c), true).ok());
+  SuppressionStore suppressions(&store);
+  auto added = suppressions.AddNow(
+      "t1", {"gone@x.example", "@blocked.example"},
+      SuppressionReason::kApi, kNow);
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(*added, 2);
 }
 
 // What the store's API shows of WriteMix.
@@ -177,7 +184,8 @@ TEST(ColumnFamiliesTest, EveryPrefixHasOneFamily) {
   for (char c : std::string("BPA")) {
     EXPECT_EQ(FamilyOfPrefix(c), KeyFamily::kBlocks) << c;
   }
-  for (char c : std::string("QCNXDMIS")) {
+  EXPECT_EQ(FamilyOfPrefix('S'), KeyFamily::kSuppressions);
+  for (char c : std::string("QCNXDMI")) {
     EXPECT_EQ(FamilyOfPrefix(c), KeyFamily::kDefault) << c;
   }
   EXPECT_EQ(FamilyOfKey(rocksdb::Slice()), KeyFamily::kDefault);
@@ -219,6 +227,7 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
   }
   ASSERT_GT(want[1].size(), 10u);
   ASSERT_GT(want[2].size(), 2u);
+  ASSERT_EQ(want[3].size(), 2u);  // the two suppression entries
   EXPECT_EQ(want_view.blocks, 1u);
   EXPECT_EQ(want_view.blocked, 5);
   EXPECT_EQ(want_view.cancelled, 5);
@@ -261,12 +270,14 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
         {"default", rocksdb::ColumnFamilyOptions()},
         {"events", rocksdb::ColumnFamilyOptions()},
-        {"blocks", rocksdb::ColumnFamilyOptions()}};
+        {"blocks", rocksdb::ColumnFamilyOptions()},
+        {"suppressions", rocksdb::ColumnFamilyOptions()}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(dbo, old, cfs, &handles, &raw).ok());
-    const size_t in_new =
-        DumpFamily(raw, handles[1]).size() + DumpFamily(raw, handles[2]).size();
+    const size_t in_new = DumpFamily(raw, handles[1]).size() +
+                          DumpFamily(raw, handles[2]).size() +
+                          DumpFamily(raw, handles[3]).size();
     EXPECT_EQ(in_new, 6u);
     const Dump left = DumpFamily(raw, handles[0]);
     EXPECT_EQ(left.size(), want[0].size() - 1 + moved_keys - 6);
@@ -300,6 +311,63 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
   auto again = QueueStore::Open(o);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(Read(**again).events, want_view.events);
+}
+
+TEST(ColumnFamiliesTest, LayoutOneStoreGetsItsSuppressionsMoved) {
+  // A store in the current layout, and its contents per family.
+  const std::string fresh = FreshDir();
+  Dump want[kNumKeyFamilies];
+  {
+    auto store = QueueStore::Open(StoreOptions(fresh));
+    ASSERT_TRUE(store.ok()) << store.status();
+    WriteMix(**store);
+    for (int f = 0; f < kNumKeyFamilies; ++f) {
+      want[f] = DumpFamily((*store)->db(),
+                           (*store)->family(static_cast<KeyFamily>(f)));
+    }
+  }
+  ASSERT_EQ(want[3].size(), 2u);
+  // The same as layout "1" wrote it: three families, 'S' in default.
+  const std::string old = FreshDir();
+  {
+    rocksdb::DBOptions dbo;
+    dbo.create_if_missing = true;
+    dbo.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {"default", rocksdb::ColumnFamilyOptions()},
+        {"events", rocksdb::ColumnFamilyOptions()},
+        {"blocks", rocksdb::ColumnFamilyOptions()}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(dbo, old, cfs, &handles, &raw).ok());
+    rocksdb::WriteBatch batch;
+    for (int f = 0; f < kNumKeyFamilies; ++f) {
+      rocksdb::ColumnFamilyHandle* to = handles[f == 3 ? 0 : f];
+      for (const auto& [k, v] : want[f]) {
+        ASSERT_TRUE(
+            batch.Put(to, k, k == "Mcf_layout" ? std::string("1") : v).ok());
+      }
+    }
+    ASSERT_TRUE(raw->Write(rocksdb::WriteOptions(), &batch).ok());
+    for (auto* h : handles) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(raw->Close().ok());
+    delete raw;
+  }
+  auto store = QueueStore::Open(StoreOptions(old));
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int f = 0; f < kNumKeyFamilies; ++f) {
+    EXPECT_EQ(DumpFamily((*store)->db(),
+                         (*store)->family(static_cast<KeyFamily>(f))),
+              want[f])
+        << KeyFamilyName(static_cast<KeyFamily>(f));
+  }
+  SuppressionStore suppressions(store->get());
+  auto hit = suppressions.IsSuppressed("t1", "anyone@blocked.example");
+  ASSERT_TRUE(hit.ok()) << hit.status();
+  EXPECT_TRUE(*hit);
+  hit = suppressions.IsSuppressed("t1", "other@x.example");
+  ASSERT_TRUE(hit.ok()) << hit.status();
+  EXPECT_FALSE(*hit);
 }
 
 TEST(ColumnFamiliesTest, FamiliesWithOtherIdsAreRefused) {

@@ -24,6 +24,7 @@
 #include "rocksdb/env.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/merge_operator.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
@@ -44,6 +45,8 @@ constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
 constexpr char kMetaDepthKey[] = "Mdepth_counters";
 // Present once every key lives in its column family (column_families.h).
 constexpr char kMetaLayoutKey[] = "Mcf_layout";
+// Its value: "1" = default/events/blocks; "2" = also suppressions.
+constexpr char kLayoutVersion[] = "2";
 constexpr size_t kDepthKeySize = 4;
 
 // 'D' shard:u16 lane:u8: the depth counter of a lane.
@@ -887,11 +890,12 @@ absl::Status InitDepthCounters(rocksdb::DB* db) {
   return ToAbsl(db->Write(wo, &batch), "write depth counters");
 }
 
-// A store written before column families holds every key in `default`:
-// move the keys of the events and blocks families to them, in batches that
-// each Put into the new family and Delete from `default` (atomic), then set
-// kMetaLayoutKey (synced). Interrupted, the next Open moves what is left.
-// New stores find nothing to move and get the marker at once.
+// A store written before column families holds every key in `default`
+// (and one of layout "1" its 'S' keys): move every key of another family
+// out of `default`, in batches that each Put into the family and Delete
+// from `default` (atomic), then set kMetaLayoutKey to kLayoutVersion
+// (synced). Interrupted, the next Open moves what is left. New stores find
+// nothing to move and get the marker at once.
 absl::Status UpgradeLayout(rocksdb::DB* db,
                            rocksdb::ColumnFamilyHandle* const families[],
                            const QueueStore::Options& o,
@@ -901,8 +905,8 @@ absl::Status UpgradeLayout(rocksdb::DB* db,
   std::string marker;
   rocksdb::Status s =
       db->Get(rocksdb::ReadOptions(), dflt, kMetaLayoutKey, &marker);
-  if (s.ok()) return absl::OkStatus();
-  if (!s.IsNotFound()) return ToAbsl(s, "read layout marker");
+  if (s.ok() && marker == kLayoutVersion) return absl::OkStatus();
+  if (!s.ok() && !s.IsNotFound()) return ToAbsl(s, "read layout marker");
   constexpr size_t kMaxBatchBytes = 16 << 20;
   const size_t max_keys =
       static_cast<size_t>(std::max(1, o.upgrade_batch_keys));
@@ -949,7 +953,7 @@ absl::Status UpgradeLayout(rocksdb::DB* db,
   if (absl::Status ws = write_batch(); !ws.ok()) return ws;
   rocksdb::WriteOptions wo;
   wo.sync = true;  // also makes every batch above durable
-  s = db->Put(wo, dflt, kMetaLayoutKey, "1");
+  s = db->Put(wo, dflt, kMetaLayoutKey, kLayoutVersion);
   if (!s.ok()) return ToAbsl(s, "write layout marker");
   if (moved > 0) {
     rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, db_options.info_log,
@@ -1029,11 +1033,24 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
     events.compaction_filter_factory = retention;
     blocks.compaction_filter_factory = retention;
   }
-  // In KeyFamily order: a new DB gets the families' ids 0, 1, 2.
+  // suppressions: point reads (two per delivery), mostly misses: a bloom
+  // filter per file answers those without a data block.
+  rocksdb::ColumnFamilyOptions suppressions = base;
+  {
+    rocksdb::BlockBasedTableOptions filtered = table;
+    filtered.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    suppressions.table_factory.reset(
+        rocksdb::NewBlockBasedTableFactory(filtered));
+    suppressions.memtable_whole_key_filtering = true;
+    suppressions.memtable_prefix_bloom_size_ratio = 0.05;
+  }
+  // In KeyFamily order: a new DB gets the families' ids 0, 1, 2, 3 (a store
+  // of layout "1" gets suppressions as 3, the next id).
   const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {KeyFamilyName(KeyFamily::kDefault), hot},
       {KeyFamilyName(KeyFamily::kEvents), events},
       {KeyFamilyName(KeyFamily::kBlocks), blocks},
+      {KeyFamilyName(KeyFamily::kSuppressions), suppressions},
   };
 
   rocksdb::DB* raw = nullptr;
@@ -1055,7 +1072,8 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
       return absl::FailedPreconditionError(absl::StrCat(
           "queue store at ", o.path, ": column family '", descriptors[i].name,
           "' has id ", id, ", expected ", i,
-          " (families must be created in the order default, events, blocks)"));
+          " (families must be created in the order default, events, blocks, "
+          "suppressions)"));
     }
   }
   absl::Status upgraded = UpgradeLayout(db, store->families_, o, options);

@@ -1,8 +1,8 @@
 // Suppression list on the queue's RocksDB (see suppression_store.h for the
 // key layout). Writes ride QueueStore::Commit in a StateBatch whose
 // underlying WriteBatch (StateBatch::Finish(), which only flushes pending
-// counter merges: none here) takes the raw 'S' puts and deletes. Reads any
-// thread.
+// counter merges: none here) takes the 'S' puts and deletes, routed to the
+// suppressions column family. Reads any thread.
 #include "storage/suppression_store.h"
 
 #include <condition_variable>
@@ -19,6 +19,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
+#include "storage/column_families.h"
 
 namespace salvo::storage {
 namespace {
@@ -100,10 +101,12 @@ std::string PrefixEnd(std::string prefix) {
 }
 
 // Looks up one key; true and *match filled when present.
-absl::StatusOr<bool> GetEntry(rocksdb::DB* db, const std::string& key,
+absl::StatusOr<bool> GetEntry(QueueStore* store, const std::string& key,
                               SuppressionEntry* match) {
   thread_local std::string value;
-  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), key, &value);
+  rocksdb::Status s =
+      store->db()->Get(rocksdb::ReadOptions(),
+                       store->family(KeyFamily::kSuppressions), key, &value);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return FromRocks(s, "suppression lookup");
   if (match != nullptr && !DecodeValue(value, match)) {
@@ -192,11 +195,11 @@ absl::Status SuppressionStore::Add(
     AppendTenantPrefix(tenant, &key);
     AppendFolded(e, &key);
     if (!seen.insert(key).second) continue;
-    absl::StatusOr<bool> present = GetEntry(store_->db(), key, nullptr);
+    absl::StatusOr<bool> present = GetEntry(store_, key, nullptr);
     if (!present.ok()) return present.status();
     if (!*present) ++added;
     EncodeValue(reason, now_ms, e, &value);
-    wb->Put(key, value);
+    RoutedPut(wb, key, value);
   }
   store_->Commit(std::move(batch), /*durable=*/true,
                  [added, done = std::move(done)](absl::Status s) {
@@ -256,11 +259,11 @@ absl::Status SuppressionStore::Remove(absl::string_view tenant,
   std::string key;
   AppendTenantPrefix(tenant, &key);
   AppendFolded(*n, &key);
-  absl::StatusOr<bool> present = GetEntry(store_->db(), key, nullptr);
+  absl::StatusOr<bool> present = GetEntry(store_, key, nullptr);
   if (!present.ok()) return present.status();
   if (!*present) return absl::NotFoundError("no such suppression entry");
   StateBatch batch;
-  batch.Finish()->Delete(key);
+  RoutedDelete(batch.Finish(), key);
   store_->Commit(std::move(batch), /*durable=*/true, std::move(done));
   return absl::OkStatus();
 }
@@ -293,7 +296,8 @@ absl::StatusOr<SuppressionPage> SuppressionStore::List(
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(
+        ro, store_->family(KeyFamily::kSuppressions)));
   const std::string start = prefix + after;
   it->Seek(start);
   if (!after.empty() && it->Valid() && it->key() == rocksdb::Slice(start)) {
@@ -329,14 +333,14 @@ absl::StatusOr<bool> SuppressionStore::IsSuppressed(
   const size_t at = address.rfind('@');
   if (at != absl::string_view::npos && at > 0) {
     AppendFolded(address, &key);
-    absl::StatusOr<bool> hit = GetEntry(store_->db(), key, match);
+    absl::StatusOr<bool> hit = GetEntry(store_, key, match);
     if (!hit.ok() || *hit) return hit;
   }
   key.resize(base);
   AppendFolded(at == absl::string_view::npos ? absl::StrCat("@", address)
                                              : address.substr(at),
                &key);
-  return GetEntry(store_->db(), key, match);
+  return GetEntry(store_, key, match);
 }
 
 absl::Status SuppressionStore::CheckMany(
@@ -351,7 +355,8 @@ absl::Status SuppressionStore::CheckMany(
     rocksdb::Slice upper(end);
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(ro));
+    std::unique_ptr<rocksdb::Iterator> it(store_->db()->NewIterator(
+        ro, store_->family(KeyFamily::kSuppressions)));
     it->Seek(prefix);
     if (!it->status().ok()) return FromRocks(it->status(), "suppression seek");
     if (!it->Valid()) return absl::OkStatus();  // the tenant has no entries
@@ -367,7 +372,7 @@ absl::Status SuppressionStore::CheckMany(
     key.clear();
     AppendTenantPrefix(tenant, &key);
     AppendFolded(a, &key);
-    absl::StatusOr<bool> hit = GetEntry(store_->db(), key, &match);
+    absl::StatusOr<bool> hit = GetEntry(store_, key, &match);
     if (!hit.ok()) return hit.status();
     if (*hit) {
       hits->emplace_back(i, match.entry);
@@ -380,7 +385,7 @@ absl::Status SuppressionStore::CheckMany(
       key.clear();
       AppendTenantPrefix(tenant, &key);
       key.append(folded_domain);
-      hit = GetEntry(store_->db(), key, &match);
+      hit = GetEntry(store_, key, &match);
       if (!hit.ok()) return hit.status();
       if (*hit) it->second = match.entry;
     }
