@@ -131,11 +131,11 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
       clock_(clock),
       retry_(options.retry, seed),
       tls_fallback_(clock, options.tls_fallback_ttl),
+      iteration_end_(new IterationEnd),
       tick_timer_(loop),
       wake_timer_(loop),
       flush_timer_(loop),
       grace_timer_(loop),
-      iteration_end_(new IterationEnd),
       metrics_(metrics) {
   uv_check_init(loop.uv(), &iteration_end_->check);
   iteration_end_->check.data = iteration_end_;
