@@ -38,6 +38,7 @@ const char* KeyFamilyName(KeyFamily f) {
     case KeyFamily::kEvents: return "events";
     case KeyFamily::kBlocks: return "blocks";
     case KeyFamily::kSuppressions: return "suppressions";
+    case KeyFamily::kOutcomes: return "outcomes";
   }
   return "?";
 }
@@ -49,6 +50,7 @@ rocksdb::ColumnFamilyHandle* BatchHandle(KeyFamily f) {
       new FixedIdHandle(1, KeyFamilyName(KeyFamily::kEvents)),
       new FixedIdHandle(2, KeyFamilyName(KeyFamily::kBlocks)),
       new FixedIdHandle(3, KeyFamilyName(KeyFamily::kSuppressions)),
+      new FixedIdHandle(4, KeyFamilyName(KeyFamily::kOutcomes)),
   };
   return handles[static_cast<uint32_t>(f)];
 }

@@ -1,7 +1,12 @@
 // The queue store's RocksDB column families and the one map from a key's
 // first byte to its family (see queue_store.h for the key space):
 //   default       'Q' 'C' 'N' 'X' 'D' 'M' 'I' ...  small and hot
-//   events        'E' 'O'      recipient events and outcomes, append-mostly
+//   events        'E'          recipient events, append-mostly
+//   outcomes      'O'          each recipient's last outcome, append-mostly;
+//                              apart from 'E' so that new L0 files of one
+//                              campaign do not span (and compact) the
+//                              outcomes of older campaigns that sort
+//                              between 'E' and 'O' keys
 //   blocks        'B' 'P' 'A'  recipient blocks, written once at ingest
 //   suppressions  'S'          per-tenant suppression entries: read twice
 //                              per delivery, rarely written, so kept apart
@@ -34,18 +39,20 @@ enum class KeyFamily : uint32_t {
   kEvents = 1,
   kBlocks = 2,
   kSuppressions = 3,
+  kOutcomes = 4,
 };
-inline constexpr int kNumKeyFamilies = 4;
+inline constexpr int kNumKeyFamilies = 5;
 
-// "default", "events", "blocks", "suppressions".
+// "default", "events", "blocks", "suppressions", "outcomes".
 const char* KeyFamilyName(KeyFamily f);
 
 // The family of keys starting with the byte `prefix`.
 inline KeyFamily FamilyOfPrefix(char prefix) {
   switch (prefix) {
     case 'E':
-    case 'O':
       return KeyFamily::kEvents;
+    case 'O':
+      return KeyFamily::kOutcomes;
     case 'B':
     case 'P':
     case 'A':

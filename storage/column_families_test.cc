@@ -178,9 +178,8 @@ View Read(QueueStore& store) {
 }
 
 TEST(ColumnFamiliesTest, EveryPrefixHasOneFamily) {
-  for (char c : std::string("EO")) {
-    EXPECT_EQ(FamilyOfPrefix(c), KeyFamily::kEvents) << c;
-  }
+  EXPECT_EQ(FamilyOfPrefix('E'), KeyFamily::kEvents);
+  EXPECT_EQ(FamilyOfPrefix('O'), KeyFamily::kOutcomes);
   for (char c : std::string("BPA")) {
     EXPECT_EQ(FamilyOfPrefix(c), KeyFamily::kBlocks) << c;
   }
@@ -207,7 +206,7 @@ TEST(ColumnFamiliesTest, StateBatchWritesEachKeyToItsFamily) {
     EXPECT_EQ(id, static_cast<uint32_t>(FamilyOfKey(key))) << key[0];
     seen |= 1 << id;
   }
-  EXPECT_EQ(seen, 0b111);  // all three families written
+  EXPECT_EQ(seen, 0b10111);  // default, events, blocks and outcomes
 }
 
 TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
@@ -225,7 +224,8 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
                            (*store)->family(static_cast<KeyFamily>(f)));
     }
   }
-  ASSERT_GT(want[1].size(), 10u);
+  ASSERT_GE(want[1].size(), 10u);  // events
+  ASSERT_GE(want[4].size(), 5u);   // outcomes
   ASSERT_GT(want[2].size(), 2u);
   ASSERT_EQ(want[3].size(), 2u);  // the two suppression entries
   EXPECT_EQ(want_view.blocks, 1u);
@@ -271,13 +271,15 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
         {"default", rocksdb::ColumnFamilyOptions()},
         {"events", rocksdb::ColumnFamilyOptions()},
         {"blocks", rocksdb::ColumnFamilyOptions()},
-        {"suppressions", rocksdb::ColumnFamilyOptions()}};
+        {"suppressions", rocksdb::ColumnFamilyOptions()},
+        {"outcomes", rocksdb::ColumnFamilyOptions()}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(dbo, old, cfs, &handles, &raw).ok());
-    const size_t in_new = DumpFamily(raw, handles[1]).size() +
-                          DumpFamily(raw, handles[2]).size() +
-                          DumpFamily(raw, handles[3]).size();
+    size_t in_new = 0;
+    for (int f = 1; f < kNumKeyFamilies; ++f) {
+      in_new += DumpFamily(raw, handles[f]).size();
+    }
     EXPECT_EQ(in_new, 6u);
     const Dump left = DumpFamily(raw, handles[0]);
     EXPECT_EQ(left.size(), want[0].size() - 1 + moved_keys - 6);
@@ -313,7 +315,9 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
   EXPECT_EQ(Read(**again).events, want_view.events);
 }
 
-TEST(ColumnFamiliesTest, LayoutOneStoreGetsItsSuppressionsMoved) {
+// Layout "1" had 'S' in default and 'O' in events: both move to their own
+// families (suppressions, outcomes).
+TEST(ColumnFamiliesTest, LayoutOneStoreGetsSuppressionsAndOutcomesMoved) {
   // A store in the current layout, and its contents per family.
   const std::string fresh = FreshDir();
   Dump want[kNumKeyFamilies];
@@ -327,7 +331,9 @@ TEST(ColumnFamiliesTest, LayoutOneStoreGetsItsSuppressionsMoved) {
     }
   }
   ASSERT_EQ(want[3].size(), 2u);
-  // The same as layout "1" wrote it: three families, 'S' in default.
+  ASSERT_GT(want[4].size(), 0u);
+  // The same as layout "1" wrote it: three families, 'S' in default, 'O' in
+  // events.
   const std::string old = FreshDir();
   {
     rocksdb::DBOptions dbo;
@@ -342,7 +348,7 @@ TEST(ColumnFamiliesTest, LayoutOneStoreGetsItsSuppressionsMoved) {
     ASSERT_TRUE(rocksdb::DB::Open(dbo, old, cfs, &handles, &raw).ok());
     rocksdb::WriteBatch batch;
     for (int f = 0; f < kNumKeyFamilies; ++f) {
-      rocksdb::ColumnFamilyHandle* to = handles[f == 3 ? 0 : f];
+      rocksdb::ColumnFamilyHandle* to = handles[f == 3 ? 0 : f == 4 ? 1 : f];
       for (const auto& [k, v] : want[f]) {
         ASSERT_TRUE(
             batch.Put(to, k, k == "Mcf_layout" ? std::string("1") : v).ok());
@@ -361,6 +367,10 @@ TEST(ColumnFamiliesTest, LayoutOneStoreGetsItsSuppressionsMoved) {
               want[f])
         << KeyFamilyName(static_cast<KeyFamily>(f));
   }
+  auto outcome = (*store)->GetOutcome(kContent, 1);  // q1, delivered
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  ASSERT_TRUE(outcome->has_value());
+  EXPECT_EQ((*outcome)->reply(), "250 ok");
   SuppressionStore suppressions(store->get());
   auto hit = suppressions.IsSuppressed("t1", "anyone@blocked.example");
   ASSERT_TRUE(hit.ok()) << hit.status();

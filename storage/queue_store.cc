@@ -45,8 +45,9 @@ constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
 constexpr char kMetaDepthKey[] = "Mdepth_counters";
 // Present once every key lives in its column family (column_families.h).
 constexpr char kMetaLayoutKey[] = "Mcf_layout";
-// Its value: "1" = default/events/blocks; "2" = also suppressions.
-constexpr char kLayoutVersion[] = "2";
+// Its value: "1" = default/events/blocks; "2" = also suppressions; "3" =
+// also outcomes ('O' out of events).
+constexpr char kLayoutVersion[] = "3";
 constexpr size_t kDepthKeySize = 4;
 
 // 'D' shard:u16 lane:u8: the depth counter of a lane.
@@ -890,12 +891,13 @@ absl::Status InitDepthCounters(rocksdb::DB* db) {
   return ToAbsl(db->Write(wo, &batch), "write depth counters");
 }
 
-// A store written before column families holds every key in `default`
-// (and one of layout "1" its 'S' keys): move every key of another family
-// out of `default`, in batches that each Put into the family and Delete
-// from `default` (atomic), then set kMetaLayoutKey to kLayoutVersion
-// (synced). Interrupted, the next Open moves what is left. New stores find
-// nothing to move and get the marker at once.
+// A store written before column families holds every key in `default`,
+// and one of an older layout some keys in the family they had then ('S' in
+// `default`, 'O' in `events`): move every key that is not in its family
+// (column_families.h) to it, in batches that each Put into the family and
+// Delete from the old one (atomic), then set kMetaLayoutKey to
+// kLayoutVersion (synced). Interrupted, the next Open moves what is left.
+// New stores find nothing to move and get the marker at once.
 absl::Status UpgradeLayout(rocksdb::DB* db,
                            rocksdb::ColumnFamilyHandle* const families[],
                            const QueueStore::Options& o,
@@ -928,27 +930,33 @@ absl::Status UpgradeLayout(rocksdb::DB* db,
     batch_keys = 0;
     return absl::OkStatus();
   };
-  for (char prefix = 'A'; prefix <= 'Z'; ++prefix) {
-    const KeyFamily f = FamilyOfPrefix(prefix);
-    if (f == KeyFamily::kDefault) continue;
-    rocksdb::ColumnFamilyHandle* const to = families[static_cast<uint32_t>(f)];
-    const std::string start(1, prefix);
-    const std::string end(1, static_cast<char>(prefix + 1));
-    rocksdb::Slice upper(end);
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper;
-    ro.fill_cache = false;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, dflt));
-    for (it->Seek(start); it->Valid(); it->Next()) {
-      s = batch.Put(to, it->key(), it->value());
-      if (s.ok()) s = batch.Delete(dflt, it->key());
-      if (!s.ok()) return ToAbsl(s, "layout upgrade batch");
-      ++batch_keys;
-      if (batch_keys >= max_keys || batch.GetDataSize() >= kMaxBatchBytes) {
-        if (absl::Status ws = write_batch(); !ws.ok()) return ws;
+  for (int from_id = 0; from_id < kNumKeyFamilies; ++from_id) {
+    rocksdb::ColumnFamilyHandle* const from = families[from_id];
+    for (char prefix = 'A'; prefix <= 'Z'; ++prefix) {
+      const KeyFamily f = FamilyOfPrefix(prefix);
+      if (static_cast<int>(f) == from_id) continue;
+      rocksdb::ColumnFamilyHandle* const to =
+          families[static_cast<uint32_t>(f)];
+      const std::string start(1, prefix);
+      const std::string end(1, static_cast<char>(prefix + 1));
+      rocksdb::Slice upper(end);
+      rocksdb::ReadOptions ro;
+      ro.iterate_upper_bound = &upper;
+      ro.fill_cache = false;
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, from));
+      for (it->Seek(start); it->Valid(); it->Next()) {
+        s = batch.Put(to, it->key(), it->value());
+        if (s.ok()) s = batch.Delete(from, it->key());
+        if (!s.ok()) return ToAbsl(s, "layout upgrade batch");
+        ++batch_keys;
+        if (batch_keys >= max_keys || batch.GetDataSize() >= kMaxBatchBytes) {
+          if (absl::Status ws = write_batch(); !ws.ok()) return ws;
+        }
+      }
+      if (!it->status().ok()) {
+        return ToAbsl(it->status(), "layout upgrade scan");
       }
     }
-    if (!it->status().ok()) return ToAbsl(it->status(), "layout upgrade scan");
   }
   if (absl::Status ws = write_batch(); !ws.ok()) return ws;
   rocksdb::WriteOptions wo;
@@ -957,8 +965,8 @@ absl::Status UpgradeLayout(rocksdb::DB* db,
   if (!s.ok()) return ToAbsl(s, "write layout marker");
   if (moved > 0) {
     rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, db_options.info_log,
-                 "salvo: layout upgrade moved %lld keys out of default in %d "
-                 "batches",
+                 "salvo: layout upgrade moved %lld keys to their column "
+                 "families in %d batches",
                  static_cast<long long>(moved), batches);
   }
   return absl::OkStatus();
@@ -1044,13 +1052,17 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
     suppressions.memtable_whole_key_filtering = true;
     suppressions.memtable_prefix_bloom_size_ratio = 0.05;
   }
-  // In KeyFamily order: a new DB gets the families' ids 0, 1, 2, 3 (a store
-  // of layout "1" gets suppressions as 3, the next id).
+  // outcomes ('O'): as events (the retention filter only drops 'E' and
+  // 'A' keys).
+  rocksdb::ColumnFamilyOptions outcomes = events;
+  // In KeyFamily order: a new DB gets the families' ids 0..4 (a store of an
+  // older layout gets each missing family as the next id).
   const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {KeyFamilyName(KeyFamily::kDefault), hot},
       {KeyFamilyName(KeyFamily::kEvents), events},
       {KeyFamilyName(KeyFamily::kBlocks), blocks},
       {KeyFamilyName(KeyFamily::kSuppressions), suppressions},
+      {KeyFamilyName(KeyFamily::kOutcomes), outcomes},
   };
 
   rocksdb::DB* raw = nullptr;
@@ -1073,7 +1085,7 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
           "queue store at ", o.path, ": column family '", descriptors[i].name,
           "' has id ", id, ", expected ", i,
           " (families must be created in the order default, events, blocks, "
-          "suppressions)"));
+          "suppressions, outcomes)"));
     }
   }
   absl::Status upgraded = UpgradeLayout(db, store->families_, o, options);

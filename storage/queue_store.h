@@ -24,16 +24,17 @@
 //       per recipient; dropped by compaction like 'E')
 // Column families (storage/column_families.h routes every key by its first
 // byte, for reads and writes alike): `default` holds 'Q' 'C' 'N' 'X' 'D'
-// 'M' 'I' (small, hot); `events` holds 'E' and 'O' (append-mostly);
-// `blocks` holds 'B' 'P' 'A' (written once at ingest); `suppressions`
-// holds 'S' (two point reads per delivery, bloom-filtered). Separate
-// families keep the churn of queue entries, outcomes and events from
-// compacting (rewriting) the large block payloads, and the suppression
+// 'M' 'I' (small, hot); `events` holds 'E' and `outcomes` 'O' (both
+// append-mostly, apart so that one campaign's new files do not span the
+// other's older keys); `blocks` holds 'B' 'P' 'A' (written once at ingest);
+// `suppressions` holds 'S' (two point reads per delivery, bloom-filtered).
+// Separate families keep the churn of queue entries, outcomes and events
+// from compacting (rewriting) the large block payloads, and the suppression
 // reads out of the queue's memtables and files. Meta key "Mcf_layout" holds
-// the layout version ("2"); Open first moves every key of another family
-// out of `default` (a store from before families, or of layout "1" whose
-// 'S' keys were in `default`), in batches of Options::upgrade_batch_keys,
-// each atomic; an interrupted upgrade resumes at the next Open.
+// the layout version ("3"); Open first moves every key that is not in its
+// family (a store from before families; layout "1" had 'S' in `default`
+// and 'O' in `events`), in batches of Options::upgrade_batch_keys, each
+// atomic; an interrupted upgrade resumes at the next Open.
 // Recipient blocks: an upload chunk is one block (StateBatch::PutBlock);
 // storage/block_expander.h turns blocks into 'Q' entries, one WriteBatch per
 // block, while the queue depth is below a window. The index ('B') is small,
