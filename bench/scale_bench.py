@@ -13,7 +13,8 @@ of tombstones in front of the live entries. Measured:
   rate          recipients delivered per second over a --window seconds
                 window after resuming "live" (after a 2 s warm-up)
   base_rate     the same with a --baseline recipients queue (fresh spool;
-                median of --baseline-runs runs)
+                median of --baseline-runs runs, half of them before the
+                10M phase and half after it)
   restart_s     kill -9, then seconds from exec of a new salvo on the same
                 spool to the first message counted at the sink
 Every wait is bounded in time. Prints one line:
@@ -135,8 +136,9 @@ def main():
     ap.add_argument("--old-fraction", type=float, default=0.3,
                     help="part of N queued first and then deleted (cancel)")
     ap.add_argument("--baseline", type=int, default=100_000)
-    ap.add_argument("--baseline-runs", type=int, default=3,
-                    help="baseline runs (fresh spools); the median counts")
+    ap.add_argument("--baseline-runs", type=int, default=4,
+                    help="baseline runs (fresh spools), half before and half "
+                         "after the 10M phase; the median counts")
     ap.add_argument("--domains", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=100_000)
     ap.add_argument("--window", type=float, default=60)
@@ -164,24 +166,26 @@ def main():
             log = os.path.join(work, "salvo.log")
 
             # Baseline: the same flow with a small queue. Its window is a
-            # few seconds (100k at ~15k/s), so it is run --baseline-runs
-            # times on fresh spools and the median is the base rate.
+            # few seconds (100k at ~20k/s) and this machine's speed drifts
+            # over minutes, so it runs --baseline-runs times on fresh
+            # spools, half before and half after the 10M phase, and the
+            # median is the base rate.
             base_rates = []
-            for i in range(args.baseline_runs):
-                with Salvo(os.path.join(work, f"base{i}"), overrides,
-                           log_path=log) as salvo:
-                    cid = create_paused(salvo, "base")
-                    upload(salvo, cid, 0, args.baseline, domains, args.chunk,
-                           time.monotonic() + args.timeout)
-                    base_rates.append(delivery_rate(salvo, cid, args.baseline,
-                                                    args.window))
-                shutil.rmtree(os.path.join(work, f"base{i}"),
-                              ignore_errors=True)
-            base_rate = statistics.median(base_rates)
-            print(f"# baseline {args.baseline}: "
-                  + " ".join(f"{r:.0f}/s" for r in base_rates)
-                  + f" (median {base_rate:.0f}/s)", file=sys.stderr)
 
+            def run_baselines(count):
+                for _ in range(count):
+                    i = len(base_rates)
+                    with Salvo(os.path.join(work, f"base{i}"), overrides,
+                               log_path=log) as s:
+                        cid = create_paused(s, "base")
+                        upload(s, cid, 0, args.baseline, domains, args.chunk,
+                               time.monotonic() + args.timeout)
+                        base_rates.append(delivery_rate(
+                            s, cid, args.baseline, args.window))
+                    shutil.rmtree(os.path.join(work, f"base{i}"),
+                                  ignore_errors=True)
+
+            run_baselines((args.baseline_runs + 1) // 2)
             spool = os.path.join(work, "spool")
             salvo = Salvo(spool, overrides, log_path=log).start()
             rss = RssSampler(salvo.proc.pid)
@@ -232,6 +236,13 @@ def main():
                 salvo.stop()
             print(f"# depth gauge after restart "
                   f"{metric_value(depth, 'salvo_queue_depth')}",
+                  file=sys.stderr)
+            run_baselines(args.baseline_runs // 2)
+            base_rate = statistics.median(base_rates)
+            print(f"# baseline {args.baseline}: "
+                  + " ".join(f"{r:.0f}/s" for r in base_rates)
+                  + f" (median {base_rate:.0f}/s; the first "
+                  f"{(args.baseline_runs + 1) // 2} before the 10M phase)",
                   file=sys.stderr)
             mib = 1024
             print(f"salvo_scale queued={args.recipients} "
