@@ -1,6 +1,8 @@
 // Engine wiring (see engine.h).
 #include "engine/engine.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -309,6 +311,7 @@ void Engine::PostExpanderTask(std::function<void()> task) {
 }
 
 void Engine::ExpanderLoop() {
+  pthread_setname_np(pthread_self(), "salvo-expander");
   std::unique_lock<std::mutex> lock(expander_mu_);
   int64_t failures = 0;
   for (;;) {
@@ -431,6 +434,7 @@ int64_t Engine::InFlight(uint64_t content_id) {
 }
 
 void Engine::StatsLoop() {
+  pthread_setname_np(pthread_self(), "salvo-stats");
   // Queue depth per loop from the exact per-lane counters (two point reads
   // per shard), read off the loops so it never stalls delivery.
   std::vector<metrics::Gauge*> gauges;

@@ -4,6 +4,7 @@
 // group of pending batches.
 #include "storage/queue_store.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -542,6 +543,7 @@ struct QueueStore::Committer {
   }
 
   void Run() {
+    pthread_setname_np(pthread_self(), "salvo-committer");
     std::vector<Pending> group;
     std::vector<absl::Status> results;
     for (;;) {

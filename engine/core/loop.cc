@@ -1,6 +1,8 @@
 // Implementation of Loop, LoopGroup and Timer (see loop.h).
 #include "engine/core/loop.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -73,6 +75,9 @@ void Loop::Drain() {
 
 int Loop::Run() {
   thread_id_.store(std::this_thread::get_id());
+  // "salvo-loop3" in top -H, perf and gdb.
+  const std::string name = "salvo-loop" + std::to_string(index_);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   while (!stop_requested_.load()) {
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (!stop_requested_.load()) continue;
