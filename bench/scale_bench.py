@@ -9,12 +9,18 @@ entries sort first in every shard) and "live" (the rest). "old" is then
 cancelled: its entries are deleted, as delivered ones are, leaving millions
 of tombstones in front of the live entries. Measured:
   rss_max_mib   max VmRSS of salvo (sampled every 0.5 s) from start to end
-                of the delivery window, and VmHWM at that point
-  rate          recipients delivered per second over a --window seconds
-                window after resuming "live" (after a 2 s warm-up)
-  base_rate     the same with a --baseline recipients queue (fresh spool;
-                median of --baseline-runs runs, half of them before the
-                10M phase and half after it)
+                of the delivery windows, and VmHWM at that point
+  rate          recipients delivered per second with N queued, over
+                --segments windows of --window/--segments seconds, each
+                after resuming "live" (and a 2 s warm-up), "live" paused
+                between them
+  base_rate     the same with a --baseline recipients queue (fresh spool,
+                another salvo process): one run before each segment and one
+                after the last; the median counts. Baselines and segments
+                alternate because this machine's speed drifts by +-20% over
+                minutes; before each baseline the big salvo's CPU use must
+                have dropped under 3% (its compactions would slow the
+                baseline and flatter the ratio)
   restart_s     kill -9, then seconds from exec of a new salvo on the same
                 spool to the first message counted at the sink
 Every wait is bounded in time. Prints one line:
@@ -119,14 +125,42 @@ def wait_counts(salvo, cid, pred, timeout, poll=0.2):
 
 
 def delivery_rate(salvo, cid, queued, window, warmup=2.0):
-    """Resumes `cid`; recipients/s delivered over `window` s after warm-up
+    """Resumes `cid`; (delivered, seconds) over `window` s after warm-up
     (shorter if 95% of `queued` is reached first)."""
     check(*salvo.request("POST", f"/v1/campaigns/{cid}/resume"), "resume")
     time.sleep(warmup)
     t0, d0 = time.monotonic(), salvo.counts(cid)["delivered"]
+    print(f"# window of {queued} opens", file=sys.stderr, flush=True)
     c = wait_counts(salvo, cid, lambda c: c["delivered"] >= 0.95 * queued,
                     window, poll=0.1)
-    return (c["delivered"] - d0) / max(1e-3, time.monotonic() - t0)
+    dt = max(1e-3, time.monotonic() - t0)
+    rate = (c["delivered"] - d0) / dt
+    print(f"# window of {queued} closes: {c['delivered'] - d0} in {dt:.1f}s "
+          f"= {rate:.0f}/s", file=sys.stderr, flush=True)
+    return c["delivered"] - d0, dt
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process in clock ticks (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def wait_quiet(pid, timeout=60.0, period=1.0, share=0.03):
+    """Waits (bounded) until the process uses under `share` of a CPU over
+    `period` s; returns the seconds waited."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        before = cpu_ticks(pid)
+        time.sleep(period)
+        if (cpu_ticks(pid) - before) / hz < share * period:
+            break
+    return time.monotonic() - t0
 
 
 def main():
@@ -136,12 +170,12 @@ def main():
     ap.add_argument("--old-fraction", type=float, default=0.3,
                     help="part of N queued first and then deleted (cancel)")
     ap.add_argument("--baseline", type=int, default=100_000)
-    ap.add_argument("--baseline-runs", type=int, default=4,
-                    help="baseline runs (fresh spools), half before and half "
-                         "after the 10M phase; the median counts")
+    ap.add_argument("--segments", type=int, default=4,
+                    help="windows with N queued, alternating with baselines")
     ap.add_argument("--domains", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=100_000)
-    ap.add_argument("--window", type=float, default=60)
+    ap.add_argument("--window", type=float, default=40,
+                    help="total seconds of the N-queued windows")
     ap.add_argument("--timeout", type=float, default=3600,
                     help="bound of the ingest and of the cancel sweep")
     ap.add_argument("--set", action="append", default=[],
@@ -165,30 +199,27 @@ def main():
                 overrides[k] = v
             log = os.path.join(work, "salvo.log")
 
-            # Baseline: the same flow with a small queue. Its window is a
-            # few seconds (100k at ~20k/s) and this machine's speed drifts
-            # over minutes, so it runs --baseline-runs times on fresh
-            # spools, half before and half after the 10M phase, and the
-            # median is the base rate.
+            # Baseline: the same flow with a small queue, on a fresh spool
+            # in its own salvo process (the big one idles, paused).
             base_rates = []
 
-            def run_baselines(count):
-                for _ in range(count):
-                    i = len(base_rates)
-                    with Salvo(os.path.join(work, f"base{i}"), overrides,
-                               log_path=log) as s:
-                        cid = create_paused(s, "base")
-                        upload(s, cid, 0, args.baseline, domains, args.chunk,
-                               time.monotonic() + args.timeout)
-                        base_rates.append(delivery_rate(
-                            s, cid, args.baseline, args.window))
-                    shutil.rmtree(os.path.join(work, f"base{i}"),
-                                  ignore_errors=True)
+            def run_baseline():
+                i = len(base_rates)
+                with Salvo(os.path.join(work, f"base{i}"), overrides,
+                           log_path=log) as s:
+                    cid = create_paused(s, "base")
+                    upload(s, cid, 0, args.baseline, domains, args.chunk,
+                           time.monotonic() + args.timeout)
+                    n, dt = delivery_rate(s, cid, args.baseline, args.window)
+                    base_rates.append(n / dt)
+                shutil.rmtree(os.path.join(work, f"base{i}"),
+                              ignore_errors=True)
 
-            run_baselines((args.baseline_runs + 1) // 2)
+            run_baseline()
             spool = os.path.join(work, "spool")
             salvo = Salvo(spool, overrides, log_path=log).start()
             rss = RssSampler(salvo.proc.pid)
+            seg_rates = []
             try:
                 old = create_paused(salvo, "old")
                 live = create_paused(salvo, "live")
@@ -208,7 +239,21 @@ def main():
                                 max(1.0, deadline - time.monotonic()))
                 print(f"# cancelled {c['cancelled']} in "
                       f"{time.monotonic() - t1:.0f}s", file=sys.stderr)
-                rate = delivery_rate(salvo, live, n_live, args.window)
+                delivered = seconds = 0.0
+                for seg in range(args.segments):
+                    if seg > 0:
+                        check(*salvo.request(
+                            "POST", f"/v1/campaigns/{live}/pause"), "pause")
+                        quiet = wait_quiet(salvo.proc.pid)
+                        print(f"# big salvo quiet after {quiet:.1f}s",
+                              file=sys.stderr)
+                        run_baseline()
+                    n, dt = delivery_rate(salvo, live, n_live,
+                                          args.window / args.segments)
+                    delivered += n
+                    seconds += dt
+                    seg_rates.append(n / dt)
+                rate = delivered / seconds
                 m = salvo.metrics()
                 print("# window results: " + " ".join(
                     f"{r}={metric_value(m, 'salvo_deliveries_total', {'result': r}):.0f}"
@@ -237,13 +282,17 @@ def main():
             print(f"# depth gauge after restart "
                   f"{metric_value(depth, 'salvo_queue_depth')}",
                   file=sys.stderr)
-            run_baselines(args.baseline_runs // 2)
+            run_baseline()
             base_rate = statistics.median(base_rates)
             print(f"# baseline {args.baseline}: "
                   + " ".join(f"{r:.0f}/s" for r in base_rates)
-                  + f" (median {base_rate:.0f}/s; the first "
-                  f"{(args.baseline_runs + 1) // 2} before the 10M phase)",
-                  file=sys.stderr)
+                  + f" (median {base_rate:.0f}/s)", file=sys.stderr)
+            # Each segment against the mean of the baselines either side.
+            pairs = [r / ((base_rates[i] + base_rates[i + 1]) / 2)
+                     for i, r in enumerate(seg_rates)]
+            print("# segments: " + " ".join(f"{r:.0f}/s" for r in seg_rates)
+                  + "; each over its neighbouring baselines: "
+                  + " ".join(f"{p:.2f}" for p in pairs), file=sys.stderr)
             mib = 1024
             print(f"salvo_scale queued={args.recipients} "
                   f"rss_max_mib={rss_max // mib} hwm_mib={hwm // mib} "
