@@ -2,11 +2,11 @@
 // first byte to its family (see queue_store.h for the key space):
 //   default       'Q' 'C' 'N' 'X' 'D' 'M' 'I' ...  small and hot
 //   events        'E'          recipient events, append-mostly
-//   outcomes      'O'          each recipient's last outcome, append-mostly;
-//                              apart from 'E' so that new L0 files of one
-//                              campaign do not span (and compact) the
-//                              outcomes of older campaigns that sort
-//                              between 'E' and 'O' keys
+//   outcomes      'O'          legacy: each recipient's last outcome, as
+//                              older Salvo versions wrote it. Nothing new
+//                              is written (an outcome is the recipient's
+//                              last 'E' event); read as a fallback, aged
+//                              out by the event retention
 //   blocks        'B' 'P' 'A'  recipient blocks, written once at ingest
 //   suppressions  'S'          per-tenant suppression entries: read twice
 //                              per delivery, rarely written, so kept apart

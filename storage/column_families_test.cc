@@ -20,6 +20,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 #include "storage/column_families.h"
+#include "storage/key_codec.h"
 #include "storage/queue_store.h"
 #include "storage/suppression_store.h"
 
@@ -128,6 +129,20 @@ void WriteMix(QueueStore& store) {
   ASSERT_TRUE(block.ok()) << block.status();
   c.CancelBlock(blocks[1], *block, kNow + 20);
   ASSERT_TRUE(store.CommitNow(std::move(c), true).ok());
+  // Outcomes as older versions wrote them ('O', nothing writes them now):
+  // one of a recipient without events (read as the outcome), one of a
+  // recipient whose events say otherwise (ignored).
+  for (const auto& [id, reply] :
+       {std::pair<uint64_t, const char*>{9, "250 legacy"}, {1, "250 stale"}}) {
+    Outcome legacy = MakeOutcome(reply);
+    legacy.set_state(Outcome::DELIVERED);
+    legacy.set_content_id(kContent);
+    ASSERT_TRUE(store.db()
+                    ->Put(rocksdb::WriteOptions(),
+                          store.family(KeyFamily::kOutcomes),
+                          OutcomeKey(kContent, id), legacy.SerializeAsString())
+                    .ok());
+  }
   SuppressionStore suppressions(&store);
   auto added = suppressions.AddNow(
       "t1", {"gone@x.example", "@blocked.example"},
@@ -158,7 +173,7 @@ View Read(QueueStore& store) {
     v.events.push_back(std::to_string(e.recipient_id) + ":" +
                        Event::State_Name(e.event.state()));
   }
-  for (uint64_t id : {1ull, 2ull, 3ull, 2000ull, 2004ull}) {
+  for (uint64_t id : {1ull, 2ull, 3ull, 9ull, 2000ull, 2004ull}) {
     auto o = store.GetOutcome(kContent, id);
     EXPECT_TRUE(o.ok()) << o.status();
     v.outcomes.push_back(o.ok() && o->has_value() ? (*o)->reply() : "-");
@@ -206,7 +221,8 @@ TEST(ColumnFamiliesTest, StateBatchWritesEachKeyToItsFamily) {
     EXPECT_EQ(id, static_cast<uint32_t>(FamilyOfKey(key))) << key[0];
     seen |= 1 << id;
   }
-  EXPECT_EQ(seen, 0b10111);  // default, events, blocks and outcomes
+  EXPECT_EQ(seen, 0b00111);  // default, events and blocks; outcomes are
+                             // events now, `outcomes` only holds old ones
 }
 
 TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
@@ -225,7 +241,13 @@ TEST(ColumnFamiliesTest, OldSingleFamilyStoreIsUpgradedAndResumes) {
     }
   }
   ASSERT_GE(want[1].size(), 10u);  // events
-  ASSERT_GE(want[4].size(), 5u);   // outcomes
+  ASSERT_EQ(want[4].size(), 2u);   // the two legacy outcomes
+  // Outcomes are the recipients' last events; the legacy record counts
+  // only for the recipient without events.
+  EXPECT_EQ(want_view.outcomes,
+            (std::vector<std::string>{"250 ok", "451 later", "-",
+                                      "250 legacy", "local: campaign cancelled",
+                                      "local: campaign cancelled"}));
   ASSERT_GT(want[2].size(), 2u);
   ASSERT_EQ(want[3].size(), 2u);  // the two suppression entries
   EXPECT_EQ(want_view.blocks, 1u);
@@ -331,7 +353,7 @@ TEST(ColumnFamiliesTest, LayoutOneStoreGetsSuppressionsAndOutcomesMoved) {
     }
   }
   ASSERT_EQ(want[3].size(), 2u);
-  ASSERT_GT(want[4].size(), 0u);
+  ASSERT_EQ(want[4].size(), 2u);  // legacy outcomes
   // The same as layout "1" wrote it: three families, 'S' in default, 'O' in
   // events.
   const std::string old = FreshDir();
@@ -454,16 +476,26 @@ TEST(ColumnFamiliesTest, QuietFamiliesDoNotPinTheWal) {
   EXPECT_GT(unbounded, 20 << 20);
 }
 
-TEST(ColumnFamiliesTest, RetentionDropsPackedAcceptedEventsInBlocks) {
+// A store whose events (and legacy outcomes) live one hour.
+QueueStore::Options RetentionOptions() {
   QueueStore::Options o = StoreOptions(FreshDir());
   o.event_retention_ms = 3600 * 1000;
-  auto store = QueueStore::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status();
+  return o;
+}
+
+// A recipient id minted `ago_ms` ago (ids are ms << 20 + counter).
+uint64_t IdMintedAgo(int64_t ago_ms) {
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  const uint64_t old_id = static_cast<uint64_t>(now - 2 * 3600 * 1000) << 20;
-  const uint64_t new_id = static_cast<uint64_t>(now) << 20;
+  return static_cast<uint64_t>(now - ago_ms) << 20;
+}
+
+TEST(ColumnFamiliesTest, RetentionDropsPackedAcceptedEventsInBlocks) {
+  auto store = QueueStore::Open(RetentionOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  const uint64_t old_id = IdMintedAgo(2 * 3600 * 1000);
+  const uint64_t new_id = IdMintedAgo(0);
   StateBatch b;
   std::vector<Recipient> recs = {MakeRecipient("a@x.example")};
   std::vector<const Recipient*> ptrs = {&recs[0]};
@@ -494,6 +526,36 @@ TEST(ColumnFamiliesTest, RetentionDropsPackedAcceptedEventsInBlocks) {
   auto blocked = (*store)->BlockedRecipients();
   ASSERT_TRUE(blocked.ok());
   EXPECT_EQ(*blocked, 2);
+}
+
+TEST(ColumnFamiliesTest, RetentionDropsLegacyOutcomes) {
+  auto store = QueueStore::Open(RetentionOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  const uint64_t old_id = IdMintedAgo(2 * 3600 * 1000);
+  const uint64_t new_id = IdMintedAgo(0);
+  for (uint64_t id : {old_id, new_id}) {
+    Outcome legacy = MakeOutcome("250 legacy");
+    legacy.set_state(Outcome::DELIVERED);
+    ASSERT_TRUE((*store)
+                    ->db()
+                    ->Put(rocksdb::WriteOptions(),
+                          (*store)->family(KeyFamily::kOutcomes),
+                          OutcomeKey(kContent, id), legacy.SerializeAsString())
+                    .ok());
+  }
+  ASSERT_TRUE((*store)
+                  ->db()
+                  ->CompactRange(rocksdb::CompactRangeOptions(),
+                                 (*store)->family(KeyFamily::kOutcomes),
+                                 nullptr, nullptr)
+                  .ok());
+  auto gone = (*store)->GetOutcome(kContent, old_id);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(gone->has_value());
+  auto kept = (*store)->GetOutcome(kContent, new_id);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  ASSERT_TRUE(kept->has_value());
+  EXPECT_EQ((*kept)->reply(), "250 legacy");
 }
 
 }  // namespace

@@ -165,8 +165,9 @@ int64_t NowMs() {
       .count();
 }
 
-// Drops recipient events ('E', and blocks' packed 'A') whose recipient id was minted (ids are
-// ms << 20 + counter) before now - retention. Compaction threads.
+// Drops recipient events ('E', blocks' packed 'A') and legacy outcomes ('O')
+// whose recipient id was minted (ids are ms << 20 + counter) before now -
+// retention. Compaction threads.
 class EventRetentionFilter final : public rocksdb::CompactionFilter {
  public:
   explicit EventRetentionFilter(int64_t retention_ms)
@@ -176,12 +177,14 @@ class EventRetentionFilter final : public rocksdb::CompactionFilter {
               bool* /*value_changed*/) const override {
     uint64_t content_id, recipient_id;
     uint32_t seq;
-    if (key.size() == 17 && key[0] == 'A') {  // packed ACCEPTED of a block
-      uint64_t first_id = 0;
+    if (key.size() == 17 && (key[0] == 'A' || key[0] == 'O')) {
+      // 'A': packed ACCEPTED events of a block (first id); 'O': a legacy
+      // outcome (recipient id).
+      uint64_t id = 0;
       for (int i = 9; i < 17; ++i) {
-        first_id = (first_id << 8) | static_cast<unsigned char>(key[i]);
+        id = (id << 8) | static_cast<unsigned char>(key[i]);
       }
-      return static_cast<int64_t>(first_id >> 20) < NowMs() - retention_ms_;
+      return static_cast<int64_t>(id >> 20) < NowMs() - retention_ms_;
     }
     if (key.size() != kEventKeySize || key[0] != 'E' ||
         !DecodeEventKey(absl::string_view(key.data(), key.size()),
@@ -362,35 +365,10 @@ void StateBatch::SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
   ++ops_;
 }
 
-namespace {
-
-// Writes `o` under 'O' with `state`, and the recipient's content id and (when
-// the caller left it empty) address. The fix-ups are serialized after `o`
-// (protobuf merges concatenated messages, last scalar wins), so `o` is never
-// copied and the thread's scratch objects keep their capacity.
-void PutOutcome(rocksdb::WriteBatch* batch, const QueueKey& key,
-                const Recipient& rec, const Outcome& o,
-                Outcome::State state) {
-  thread_local Outcome patch;
-  patch.Clear();
-  patch.set_state(state);
-  patch.set_content_id(rec.content_id());
-  if (o.address().empty()) patch.set_address(rec.address());
-  std::string& value = Scratch();
-  o.SerializeToString(&value);
-  patch.AppendToString(&value);
-  char kbuf[17];
-  RoutedPut(batch, OutcomeKeySlice(rec.content_id(), key.id, kbuf), value);
-}
-
-}  // namespace
-
 void StateBatch::Final(const QueueKey& key, const Recipient& rec,
-                       const Outcome& o, Outcome::State state,
-                       Counter counter, Event::State event) {
+                       const Outcome& o, Counter counter, Event::State event) {
   char kbuf[kQueueKeySize];
   RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
-  PutOutcome(batch_.get(), key, rec, o, state);
   PutOutcomeEvent(key, rec, o, event);
   Count(rec.content_id(), counter, 1);
   CountDepth(key, -1);
@@ -400,29 +378,27 @@ void StateBatch::Final(const QueueKey& key, const Recipient& rec,
 
 void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
                            const Outcome& o) {
-  Final(key, rec, o, Outcome::DELIVERED, Counter::kDelivered,
-        Event::DELIVERED);
+  Final(key, rec, o, Counter::kDelivered, Event::DELIVERED);
 }
 
 void StateBatch::Bounced(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced, Event::BOUNCED);
+  Final(key, rec, o, Counter::kBounced, Event::BOUNCED);
 }
 
 void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
                          const Outcome& o) {
-  Final(key, rec, o, Outcome::EXPIRED, Counter::kExpired, Event::EXPIRED);
+  Final(key, rec, o, Counter::kExpired, Event::EXPIRED);
 }
 
 void StateBatch::Cancelled(const QueueKey& key, const Recipient& rec,
                            const Outcome& o) {
-  Final(key, rec, o, Outcome::CANCELLED, Counter::kCancelled,
-        Event::CANCELLED);
+  Final(key, rec, o, Counter::kCancelled, Event::CANCELLED);
 }
 
 void StateBatch::SuppressedBounce(const QueueKey& key, const Recipient& rec,
                                   const Outcome& o) {
-  Final(key, rec, o, Outcome::BOUNCED, Counter::kBounced, Event::SUPPRESSED);
+  Final(key, rec, o, Counter::kBounced, Event::SUPPRESSED);
 }
 
 void StateBatch::SetContentState(uint64_t content_id, ContentState state) {
@@ -458,7 +434,6 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
   std::string& value = Scratch();
   moved.SerializeToString(&value);
   RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
-  PutOutcome(batch_.get(), key, rec, o, Outcome::DEFERRED);
   PutOutcomeEvent(key, rec, o, Event::DEFERRED);
   ++ops_;
   return next;
@@ -1054,8 +1029,8 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
     suppressions.memtable_whole_key_filtering = true;
     suppressions.memtable_prefix_bloom_size_ratio = 0.05;
   }
-  // outcomes ('O'): as events (the retention filter only drops 'E' and
-  // 'A' keys).
+  // outcomes: the legacy 'O' records of older spools (nothing new is
+  // written there), aged out by the same retention filter.
   rocksdb::ColumnFamilyOptions outcomes = events;
   // In KeyFamily order: a new DB gets the families' ids 0..4 (a store of an
   // older layout gets each missing family as the next id).
@@ -1359,6 +1334,46 @@ absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
 
 absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(
     uint64_t content_id, uint64_t id) {
+  // The recipient's events sort in the order they happened (seq = attempt
+  // << 8 | state): the last one that is not ACCEPTED is the outcome.
+  char kbuf[kEventKeySize];
+  const absl::string_view first = EventKey(content_id, id, 0, kbuf);
+  const std::string start(first.data(), first.size() - 4);  // 'E' c r
+  const std::string end = PrefixEnd(start);
+  rocksdb::Slice upper(end);
+  rocksdb::Slice lower(start);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.iterate_lower_bound = &lower;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('E')));
+  for (it->SeekToLast(); it->Valid(); it->Prev()) {
+    Event e;
+    if (!e.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("unparsable event of ", IdToHex(id)));
+    }
+    Outcome o;
+    switch (e.state()) {
+      case Event::DELIVERED: o.set_state(Outcome::DELIVERED); break;
+      case Event::DEFERRED: o.set_state(Outcome::DEFERRED); break;
+      case Event::BOUNCED:
+      case Event::SUPPRESSED: o.set_state(Outcome::BOUNCED); break;
+      case Event::EXPIRED: o.set_state(Outcome::EXPIRED); break;
+      case Event::CANCELLED: o.set_state(Outcome::CANCELLED); break;
+      default: continue;  // ACCEPTED: not an outcome
+    }
+    o.set_at_ms(e.at_ms());
+    o.set_attempts(e.attempt());
+    o.set_remote_host(e.remote_host());
+    o.set_reply(e.reply());
+    o.set_address(e.address());
+    o.set_content_id(content_id);
+    o.set_tls(e.tls());
+    return std::optional<Outcome>(std::move(o));
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "events");
+  // Spools written before outcomes became events keep 'O' records.
   std::string value;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), HandleFor('O'),
@@ -1767,7 +1782,6 @@ void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
     o.set_at_ms(at_ms);
     o.set_reply("local: campaign cancelled");
     qk.id = key.first_id + static_cast<uint64_t>(i);
-    PutOutcome(batch_.get(), qk, rec, o, Outcome::CANCELLED);
     PutOutcomeEvent(qk, rec, o, Event::CANCELLED);
   }
   Count(block.content_id(), Counter::kCancelled, block.recipients_size());

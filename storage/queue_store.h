@@ -4,7 +4,9 @@
 //   'Q' shard:u16 lane:u8 due_ms:u64 id:u64  -> Recipient   (queue entries)
 //   'C' content_id:u64                       -> Content     (stored once)
 //   'N' content_id:u64 counter:u8            -> int64       (merge-add counters)
-//   'O' content_id:u64 id:u64                -> Outcome     (latest outcome)
+//   'O' content_id:u64 id:u64                -> Outcome     (legacy: no
+//       longer written; a recipient's outcome is its last event. Read when
+//       a recipient has no event; dropped by compaction like 'E')
 //   'S' tenant_len:u8 tenant folded_entry    -> suppression entry
 //   'X' content_id:u64                       -> ContentState (1 byte)
 //   'D' shard:u16 lane:u8                    -> int64 (merge-add: entries
@@ -24,11 +26,11 @@
 //       per recipient; dropped by compaction like 'E')
 // Column families (storage/column_families.h routes every key by its first
 // byte, for reads and writes alike): `default` holds 'Q' 'C' 'N' 'X' 'D'
-// 'M' 'I' (small, hot); `events` holds 'E' and `outcomes` 'O' (both
-// append-mostly, apart so that one campaign's new files do not span the
-// other's older keys); `blocks` holds 'B' 'P' 'A' (written once at ingest);
+// 'M' 'I' (small, hot); `events` holds 'E' (append-mostly); `outcomes`
+// holds the legacy 'O' records of older spools (nothing new is written
+// there); `blocks` holds 'B' 'P' 'A' (written once at ingest);
 // `suppressions` holds 'S' (two point reads per delivery, bloom-filtered).
-// Separate families keep the churn of queue entries, outcomes and events
+// Separate families keep the churn of queue entries and events
 // from compacting (rewriting) the large block payloads, and the suppression
 // reads out of the queue's memtables and files. Meta key "Mcf_layout" holds
 // the layout version ("3"); Open first moves every key that is not in its
@@ -152,7 +154,8 @@ class StateBatch {
   void PutContent(const Content& content);
   // New recipient: queue entry + accepted counter.
   void Enqueue(const QueueKey& key, const Recipient& rec);
-  // Final outcomes: delete the queue entry, record the outcome, count it.
+  // Final outcomes: delete the queue entry, record the outcome as the
+  // recipient's event, count it.
   // `rec` is the entry as leased (rec.deferred says whether it was counted
   // in the deferred gauge).
   void Delivered(const QueueKey& key, const Recipient& rec, const Outcome& o);
@@ -168,8 +171,8 @@ class StateBatch {
   // Move without counting an attempt (throttling, shutdown). Returns new key.
   QueueKey Requeue(const QueueKey& key, const Recipient& rec,
                    int64_t new_due_ms);
-  // Suppressed just before delivery: a bounce in every count and in the
-  // outcome, but its event is SUPPRESSED.
+  // Suppressed just before delivery: a bounce in every count (GetOutcome
+  // says BOUNCED), but its event is SUPPRESSED.
   void SuppressedBounce(const QueueKey& key, const Recipient& rec,
                         const Outcome& o);
   // Suppressed at accept: never queued nor counted; only a SUPPRESSED event
@@ -190,7 +193,7 @@ class StateBatch {
                    const QueueStore& store,
                    std::vector<bool>* shard_used);
   // Block of a cancelled content: every recipient final as cancelled
-  // (outcome, CANCELLED event, counter); block removed.
+  // (CANCELLED event, counter); block removed.
   void CancelBlock(const BlockKey& key, const RecipientBlock& block,
                    int64_t at_ms);
   // Reschedule: the index moves to new_due_ms with a new expiry (the payload
@@ -225,9 +228,9 @@ class StateBatch {
   // Queue depth of (shard, lane): +1 on Enqueue, -1 on a final state;
   // Defer/Requeue keep the lane and so the count.
   void CountDepth(const QueueKey& key, int64_t delta);
-  // Delete the entry, record the outcome, count the final state.
+  // Delete the entry, record the outcome's event, count the final state.
   void Final(const QueueKey& key, const Recipient& rec, const Outcome& o,
-             Outcome::State state, Counter counter, Event::State event);
+             Counter counter, Event::State event);
   // Writes the 'E' record of an outcome-bearing op.
   void PutOutcomeEvent(const QueueKey& key, const Recipient& rec,
                        const Outcome& o, Event::State state);
@@ -369,6 +372,10 @@ class QueueStore {
   absl::StatusOr<Counts> GetCounts(uint64_t content_id);
   // kActive when no state was ever set.
   absl::StatusOr<ContentState> GetContentState(uint64_t content_id);
+  // A recipient's latest outcome: its last event other than ACCEPTED
+  // (SUPPRESSED reads as BOUNCED), or a legacy 'O' record when it has no
+  // event; none while it is only accepted, or once retention dropped its
+  // events.
   absl::StatusOr<std::optional<Outcome>> GetOutcome(uint64_t content_id,
                                                     uint64_t id);
   // Recipient events of `content_id` (only of `recipient_id` when it is not
