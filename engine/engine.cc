@@ -2,6 +2,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -46,6 +47,17 @@ T RunOn(core::Loop& loop, std::function<T()> fn) {
   auto f = p.get_future();
   loop.Post([&] { p.set_value(fn()); });
   return f.get();
+}
+
+// Resident set size of this process in bytes (/proc/self/statm), or -1.
+int64_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long pages_total = 0, pages_resident = 0;
+  const int n = std::fscanf(f, "%ld %ld", &pages_total, &pages_resident);
+  std::fclose(f);
+  if (n != 2) return -1;
+  return static_cast<int64_t>(pages_resident) * sysconf(_SC_PAGESIZE);
 }
 
 }  // namespace
@@ -452,6 +464,18 @@ void Engine::StatsLoop() {
       metrics::kStoreUnsyncedRefusedTotal,
       metrics::HelpOf(metrics::kStoreUnsyncedRefusedTotal));
   int64_t seen_batches = 0, seen_syncs = 0, seen_refused = 0;
+  auto memory = [](absl::string_view kind) {
+    return metrics::Registry::Default().GetGauge(
+        metrics::kStorageMemoryBytes,
+        metrics::HelpOf(metrics::kStorageMemoryBytes),
+        {{"kind", std::string(kind)}});
+  };
+  metrics::Gauge* cache_bytes = memory("block_cache");
+  metrics::Gauge* memtable_bytes = memory("memtables");
+  metrics::Gauge* reader_bytes = memory("table_readers");
+  metrics::Gauge* rss_bytes = metrics::Registry::Default().GetGauge(
+      metrics::kProcessResidentMemoryBytes,
+      metrics::HelpOf(metrics::kProcessResidentMemoryBytes), {});
   std::unique_lock<std::mutex> lock(stats_mu_);
   while (!stats_stop_) {
     lock.unlock();
@@ -469,6 +493,11 @@ void Engine::StatsLoop() {
     const int64_t r = store_->unsynced_refused();
     refused->Inc(r - seen_refused);
     seen_refused = r;
+    const storage::QueueStore::MemoryUsage mem = store_->Memory();
+    cache_bytes->Set(mem.block_cache);
+    memtable_bytes->Set(mem.memtables);
+    reader_bytes->Set(mem.table_readers);
+    rss_bytes->Set(ResidentBytes());
     lock.lock();
     stats_cv_.wait_for(lock, std::chrono::seconds(2),
                        [this] { return stats_stop_; });

@@ -1574,6 +1574,23 @@ int64_t QueueStore::commits() const {
   return committer_->commits.load(std::memory_order_relaxed);
 }
 
+QueueStore::MemoryUsage QueueStore::Memory() const {
+  MemoryUsage m;
+  uint64_t v = 0;
+  if (db_->GetIntProperty(rocksdb::DB::Properties::kBlockCacheUsage, &v)) {
+    m.block_cache = static_cast<int64_t>(v);
+  }
+  if (db_->GetAggregatedIntProperty(
+          rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) {
+    m.memtables = static_cast<int64_t>(v);
+  }
+  if (db_->GetAggregatedIntProperty(
+          rocksdb::DB::Properties::kEstimateTableReadersMem, &v)) {
+    m.table_readers = static_cast<int64_t>(v);
+  }
+  return m;
+}
+
 bool QueueStore::healthy() const {
   return committer_->healthy.load(std::memory_order_acquire);
 }

@@ -410,6 +410,18 @@ class QueueStore {
   int64_t syncs() const;
   int64_t commits() const;
 
+  // RocksDB's memory, in bytes (any thread; -1 where RocksDB cannot say).
+  // block_cache is the shared cache's usage, which includes what the
+  // memtables reserve in it (Options::memtable_budget_bytes counts
+  // against block_cache_bytes); memtables and table_readers (index and
+  // filter blocks outside the cache) are summed over the families.
+  struct MemoryUsage {
+    int64_t block_cache = -1;
+    int64_t memtables = -1;
+    int64_t table_readers = -1;
+  };
+  MemoryUsage Memory() const;
+
   // Latched: false from the first failed write or WAL sync until recovery
   // succeeds. Cheap (one atomic load); any thread. Ingress sheds load on it.
   bool healthy() const;

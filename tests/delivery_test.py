@@ -310,6 +310,32 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout + r.stderr, b"", "promtool lint output")
 
+    def test_memory_gauges_match_the_process(self):
+        with self.salvo() as s:
+            # The stats thread sets them at start and every 2 s after.
+            deadline = time.monotonic() + 10
+            while True:
+                text = s.metrics()
+                rss = metric_value(text, "process_resident_memory_bytes") or 0
+                if rss > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            with open(f"/proc/{s.proc.pid}/status") as f:
+                vm_rss = next(int(line.split()[1]) * 1024 for line in f
+                              if line.startswith("VmRSS:"))
+            # Read moments apart: within 25% of the kernel's figure.
+            self.assertGreater(rss, 0.75 * vm_rss, text)
+            self.assertLess(rss, 1.25 * vm_rss, text)
+            for kind in ("block_cache", "memtables", "table_readers"):
+                v = metric_value(text, "salvo_storage_memory_bytes",
+                                 {"kind": kind})
+                self.assertIsNotNone(v, kind)
+                self.assertGreaterEqual(v, 0, kind)
+                self.assertLess(v, rss, kind)
+            # Empty memtables still hold their arenas' first blocks.
+            self.assertGreater(metric_value(
+                text, "salvo_storage_memory_bytes", {"kind": "memtables"}), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -65,15 +65,15 @@ std::set<std::string> KnownSeries() {
   return out;
 }
 
-// Returns the salvo_* names in `expr` that no engine metric provides; adds
-// the base metric names used to *used.
+// Returns the salvo_* and process_* names in `expr` that no engine metric
+// provides; adds the base metric names used to *used.
 std::vector<std::string> UnknownNames(const std::string& expr,
                                       std::set<std::string>* used) {
   static const std::set<std::string> known = KnownSeries();
   std::vector<std::string> unknown;
   re2::StringPiece input(expr);
   std::string name;
-  static const RE2 re("\\b(salvo_[a-zA-Z0-9_:]*)");
+  static const RE2 re("\\b((?:salvo|process)_[a-zA-Z0-9_:]*)");
   while (RE2::FindAndConsume(&input, re, &name)) {
     if (known.count(name) == 0) {
       unknown.push_back(name);

@@ -50,6 +50,11 @@ inline constexpr absl::string_view kEventsLoggedTotal =
     "salvo_events_logged_total";
 inline constexpr absl::string_view kEventsLogDroppedTotal =
     "salvo_events_log_dropped_total";
+inline constexpr absl::string_view kStorageMemoryBytes =
+    "salvo_storage_memory_bytes";
+// The Prometheus client libraries' standard name.
+inline constexpr absl::string_view kProcessResidentMemoryBytes =
+    "process_resident_memory_bytes";
 
 // Values of the `tls` label of salvo_smtp_sessions_total.
 inline constexpr absl::string_view kTlsNone = "none";
@@ -110,6 +115,11 @@ inline constexpr MetricSpec kEngineMetrics[] = {
     {kEventsLogDroppedTotal, MetricType::kCounter, "",
      "Recipient events not written to the events log (queue full or write "
      "error); they stay in storage."},
+    {kStorageMemoryBytes, MetricType::kGauge, "kind",
+     "RocksDB memory: block_cache (the shared cache, including the "
+     "memtables' reservation in it), memtables, table_readers."},
+    {kProcessResidentMemoryBytes, MetricType::kGauge, "",
+     "Resident memory of the salvo process."},
 };
 
 // The help text of an engine metric (its name when it is not listed).
