@@ -253,6 +253,14 @@ def main():
                     delivered += n
                     seconds += dt
                     seg_rates.append(n / dt)
+                    m = salvo.metrics()
+                    print(f"# segment {seg}: rss "
+                          f"{rss_kib(salvo.proc.pid)[0] >> 10} MiB (max "
+                          f"{rss.max_kib >> 10}); rocksdb " + " ".join(
+                              f"{k}={metric_value(m, 'salvo_storage_memory_bytes', {'kind': k}) / 2**20:.0f}"
+                              for k in ("block_cache", "memtables",
+                                        "table_readers")) + " MiB",
+                          file=sys.stderr)
                 rate = delivered / seconds
                 m = salvo.metrics()
                 print("# window results: " + " ".join(

@@ -1,11 +1,15 @@
 // Tests of the per-(shard, lane) depth counters ('D' keys) on a real RocksDB
 // under $TEST_TMPDIR: QueueDepth() equals a full count of the queue after
 // every kind of state change, across a reopen, and after the one-time count
-// that upgrades a store written without counters.
+// that upgrades a store written without counters. And of the per-content
+// counters ('N') that GetCounts serves from memory: exact against the stored
+// counters while writers and readers race, with evictions.
 #include <stdlib.h>
 
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -146,6 +150,131 @@ TEST(QueueDepthTest, StoreWithoutCountersIsCountedOnceAtOpen) {
   ExpectExact(*store, queued);
   queued += Churn(*store, 500, 4);
   ExpectExact(*store, queued);
+}
+
+constexpr int kContents = 5;
+
+// Expected counters per content (1..kContents), as the writers made them.
+struct Expected {
+  std::atomic<int64_t> v[kContents + 1][kNumCounters] = {};
+  void Add(uint64_t content, Counter c) {
+    v[content][static_cast<int>(c)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// One writer: `rounds` times, enqueues `n` entries over the contents, then
+// sends each through one seeded random state change, through the loops'
+// path (WriteUnsynced) or the committer's, as the seed picks.
+void CountedChurn(QueueStore& store, int rounds, int n, uint32_t seed,
+                  Expected* want) {
+  std::mt19937 rng(seed);
+  Outcome o;
+  o.set_at_ms(kNow);
+  o.set_reply("250 ok");
+  auto write = [&](StateBatch& batch) {
+    if (rng() % 2 == 0) {
+      absl::Status s = store.WriteUnsynced(batch);
+      if (!absl::IsUnavailable(s)) {
+        EXPECT_TRUE(s.ok()) << s;
+        return;
+      }
+    }
+    EXPECT_TRUE(store.CommitNow(std::move(batch), false).ok());
+  };
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<QueueEntry> entries(n);
+    StateBatch enqueue;
+    for (QueueEntry& e : entries) {
+      e.key.shard = static_cast<uint16_t>(rng() % kShards);
+      e.key.lane = Lane::kBulk;
+      e.key.due_ms = kNow;
+      e.key.id = store.NextId();
+      e.rec.set_content_id(1 + rng() % kContents);
+      e.rec.set_address("r@example.com");
+      enqueue.Enqueue(e.key, e.rec);
+      want->Add(e.rec.content_id(), Counter::kAccepted);
+    }
+    write(enqueue);
+    StateBatch batch;
+    for (QueueEntry& e : entries) {
+      const uint64_t c = e.rec.content_id();
+      switch (rng() % 6) {
+        case 0:
+          batch.Defer(e.key, e.rec, kNow + 60'000, o);
+          want->Add(c, Counter::kDeferred);
+          break;
+        case 1: batch.Delivered(e.key, e.rec, o); want->Add(c, Counter::kDelivered); break;
+        case 2: batch.Bounced(e.key, e.rec, o); want->Add(c, Counter::kBounced); break;
+        case 3: batch.Expired(e.key, e.rec, o); want->Add(c, Counter::kExpired); break;
+        case 4: batch.Cancelled(e.key, e.rec, o); want->Add(c, Counter::kCancelled); break;
+        default: break;
+      }
+    }
+    write(batch);
+  }
+}
+
+void ExpectCounts(const Counts& got, const Expected& want, uint64_t content,
+                  const char* what) {
+  auto w = [&](Counter c) {
+    return want.v[content][static_cast<int>(c)].load();
+  };
+  EXPECT_EQ(got.accepted, w(Counter::kAccepted)) << what << " " << content;
+  EXPECT_EQ(got.delivered, w(Counter::kDelivered)) << what << " " << content;
+  EXPECT_EQ(got.bounced, w(Counter::kBounced)) << what << " " << content;
+  EXPECT_EQ(got.expired, w(Counter::kExpired)) << what << " " << content;
+  EXPECT_EQ(got.deferred, w(Counter::kDeferred)) << what << " " << content;
+  EXPECT_EQ(got.cancelled, w(Counter::kCancelled)) << what << " " << content;
+}
+
+TEST(CountsMirrorTest, ExactWhileWritersAndReadersRaceWithEvictions) {
+  QueueStore::Options o;
+  o.path = FreshDir();
+  o.num_shards = kShards;
+  o.counts_mirror_contents = 3;  // 5 contents: reads evict and reload
+  auto opened = QueueStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  QueueStore& store = **opened;
+  Expected want;
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> reads{0};
+  auto read = [&](uint32_t seed) {
+    std::mt19937 rng(seed);
+    while (!done.load()) {
+      auto c = store.GetCounts(1 + rng() % kContents);
+      ASSERT_TRUE(c.ok()) << c.status();
+      // Counters only grow here (no final ever follows a deferral).
+      ASSERT_GE(c->accepted, c->delivered + c->bounced + c->expired +
+                                 c->cancelled);
+      reads.fetch_add(1);
+    }
+  };
+  std::thread reader1(read, 98), reader2(read, 99);
+  std::vector<std::thread> writers;
+  for (uint32_t w = 0; w < 3; ++w) {
+    writers.emplace_back(
+        [&, w] { CountedChurn(store, 300, 10, 1000 + w, &want); });
+  }
+  for (auto& t : writers) t.join();
+  done.store(true);
+  reader1.join();
+  reader2.join();
+  EXPECT_GT(reads.load(), 10);
+  // Reads loaded contents while the writers ran (and evicted them again).
+  const int64_t racing_loads = store.counts_loads();
+  EXPECT_GT(racing_loads, 5);
+  for (uint64_t c = 1; c <= kContents; ++c) {
+    auto stored = store.StoredCounts(c);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    ExpectCounts(*stored, want, c, "stored");
+    auto got = store.GetCounts(c);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ExpectCounts(*got, want, c, "mirror");
+    // A second read comes from memory and still agrees.
+    got = store.GetCounts(c);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ExpectCounts(*got, want, c, "mirror again");
+  }
 }
 
 }  // namespace

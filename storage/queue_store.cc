@@ -459,6 +459,7 @@ rocksdb::WriteBatch* StateBatch::Finish() {
     EncodeInt64Le(delta, buf);
     RoutedMerge(batch_.get(), CounterKey(k.first, k.second),
                 rocksdb::Slice(buf, 8));
+    finished_counts_.emplace_back(k, delta);
   }
   deltas_.clear();
   for (const auto& [k, delta] : depth_deltas_) {
@@ -489,8 +490,9 @@ struct QueueStore::Committer {
   Committer(rocksdb::DB* db,
             std::vector<rocksdb::ColumnFamilyHandle*> families, bool sync,
             std::string path, uint64_t min_free_bytes, int unsynced_sync_ms,
-            DepthMirror* depth)
+            DepthMirror* depth, CountsMirror* counts)
       : depth(depth),
+        counts(counts),
         db(db),
         families(std::move(families)),
         sync(sync),
@@ -592,12 +594,14 @@ struct QueueStore::Committer {
         if (sync) need_sync = true;
         continue;
       }
+      absl::ReaderMutexLock counted(&counts->writes);
       rocksdb::Status s = db->Write(wo, p.batch.Finish());
       if (!s.ok()) {
         MarkUnhealthy(s);
         failed = s;
       } else {
         depth->Apply(p.batch);
+        counts->Apply(p.batch);
       }
       results->push_back(ToAbsl(s, "queue write"));
       if (s.ok() && p.durable && sync) need_sync = true;
@@ -685,9 +689,11 @@ struct QueueStore::Committer {
       rocksdb::WriteOptions wo;
       wo.sync = false;
       wo.no_slowdown = true;  // never stall a loop: Incomplete instead
+      absl::ReaderMutexLock counted(&counts->writes);
       rocksdb::Status s = db->Write(wo, batch.Finish());
       if (s.ok()) {
         depth->Apply(batch);
+        counts->Apply(batch);
         unsynced_writes.fetch_add(1, std::memory_order_relaxed);
       } else if (s.IsIncomplete()) {
         unsynced_refused.fetch_add(1, std::memory_order_relaxed);
@@ -786,6 +792,7 @@ struct QueueStore::Committer {
   }
 
   DepthMirror* const depth;  // the store's; outlives the committer
+  CountsMirror* const counts;  // likewise
   rocksdb::DB* const db;
   const std::vector<rocksdb::ColumnFamilyHandle*> families;
   const bool sync;
@@ -1112,6 +1119,7 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   }
 
   store->num_shards_ = o.num_shards;
+  store->counts_.max_contents = std::max<size_t>(1, o.counts_mirror_contents);
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -1119,7 +1127,8 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
   store->committer_ = std::make_unique<Committer>(
       db, std::vector<rocksdb::ColumnFamilyHandle*>(
               store->families_, store->families_ + kNumKeyFamilies),
-      o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms, &store->depth_);
+      o.sync, o.path, o.min_free_bytes, o.unsynced_sync_ms, &store->depth_,
+      &store->counts_);
   return store;
 }
 
@@ -1307,21 +1316,9 @@ absl::StatusOr<ContentState> QueueStore::GetContentState(uint64_t content_id) {
   return static_cast<ContentState>(value[0]);
 }
 
-absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
-  const std::string start = CounterKey(content_id, 0);
-  const std::string end = PrefixEnd(start.substr(0, 9));
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('N')));
-  int64_t values[kNumCounters] = {};
-  for (it->Seek(start); it->Valid(); it->Next()) {
-    const rocksdb::Slice k = it->key();
-    if (k.size() != 10) continue;
-    const uint8_t c = static_cast<uint8_t>(k.data()[9]);
-    if (c < kNumCounters) values[c] = DecodeInt64Le(it->value());
-  }
-  if (!it->status().ok()) return ToAbsl(it->status(), "counts");
+namespace {
+
+Counts ToCounts(const std::array<int64_t, kNumCounters>& values) {
   Counts counts;
   counts.accepted = values[static_cast<int>(Counter::kAccepted)];
   counts.delivered = values[static_cast<int>(Counter::kDelivered)];
@@ -1330,6 +1327,82 @@ absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
   counts.deferred = values[static_cast<int>(Counter::kDeferred)];
   counts.cancelled = values[static_cast<int>(Counter::kCancelled)];
   return counts;
+}
+
+}  // namespace
+
+bool QueueStore::CountsMirror::Find(uint64_t content_id, Values* out) {
+  if (!any.load(std::memory_order_acquire)) return false;
+  absl::MutexLock lock(&mu);
+  auto it = values.find(content_id);
+  if (it == values.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+void QueueStore::CountsMirror::Insert(uint64_t content_id, const Values& v) {
+  absl::MutexLock lock(&mu);
+  if (values.size() >= max_contents && !values.contains(content_id)) {
+    values.erase(values.begin());  // any one: it is loaded again if read
+  }
+  values[content_id] = v;
+  any.store(true, std::memory_order_release);
+}
+
+void QueueStore::CountsMirror::Apply(StateBatch& batch) {
+  if (!batch.finished_counts_.empty() &&
+      any.load(std::memory_order_acquire)) {
+    absl::MutexLock lock(&mu);
+    for (const auto& [key, delta] : batch.finished_counts_) {
+      auto it = values.find(key.first);
+      if (it != values.end() && key.second < kNumCounters) {
+        it->second[key.second] += delta;
+      }
+    }
+  }
+  batch.finished_counts_.clear();
+}
+
+absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
+  CountsMirror::Values v;
+  if (counts_.Find(content_id, &v)) return ToCounts(v);
+  // Load: no write may land between the read and the insert. Never wait
+  // for the writers (one may be in a write stall, and the caller is often
+  // a loop): while any of them writes, read without keeping the result.
+  if (!counts_.writes.TryLock()) return StoredCounts(content_id);
+  absl::StatusOr<Counts> stored = StoredCounts(content_id);
+  if (!stored.ok()) {
+    counts_.writes.Unlock();
+    return stored.status();
+  }
+  v[static_cast<int>(Counter::kAccepted)] = stored->accepted;
+  v[static_cast<int>(Counter::kDelivered)] = stored->delivered;
+  v[static_cast<int>(Counter::kBounced)] = stored->bounced;
+  v[static_cast<int>(Counter::kExpired)] = stored->expired;
+  v[static_cast<int>(Counter::kDeferred)] = stored->deferred;
+  v[static_cast<int>(Counter::kCancelled)] = stored->cancelled;
+  counts_.Insert(content_id, v);
+  counts_.loads.fetch_add(1, std::memory_order_relaxed);
+  counts_.writes.Unlock();
+  return *stored;
+}
+
+absl::StatusOr<Counts> QueueStore::StoredCounts(uint64_t content_id) {
+  const std::string start = CounterKey(content_id, 0);
+  const std::string end = PrefixEnd(start.substr(0, 9));
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('N')));
+  std::array<int64_t, kNumCounters> values = {};
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.size() != 10) continue;
+    const uint8_t c = static_cast<uint8_t>(k.data()[9]);
+    if (c < kNumCounters) values[c] = DecodeInt64Le(it->value());
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "counts");
+  return ToCounts(values);
 }
 
 absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(
