@@ -65,6 +65,12 @@ void RoutedDelete(rocksdb::WriteBatch* batch, const rocksdb::Slice& key) {
   batch->Delete(BatchHandle(FamilyOfKey(key)), key).PermitUncheckedError();
 }
 
+void RoutedSingleDelete(rocksdb::WriteBatch* batch,
+                        const rocksdb::Slice& key) {
+  batch->SingleDelete(BatchHandle(FamilyOfKey(key)), key)
+      .PermitUncheckedError();
+}
+
 void RoutedMerge(rocksdb::WriteBatch* batch, const rocksdb::Slice& key,
                  const rocksdb::Slice& value) {
   batch->Merge(BatchHandle(FamilyOfKey(key)), key, value)

@@ -75,6 +75,12 @@ rocksdb::ColumnFamilyHandle* BatchHandle(KeyFamily f);
 void RoutedPut(rocksdb::WriteBatch* batch, const rocksdb::Slice& key,
                const rocksdb::Slice& value);
 void RoutedDelete(rocksdb::WriteBatch* batch, const rocksdb::Slice& key);
+// Removes a key that was Put exactly once since it last did not exist (a
+// queue entry 'Q', a block 'B' 'P'): RocksDB's SingleDelete, which meets
+// its Put at flush or compaction and drops both, where a Delete would leave
+// a tombstone until the last level. Never for a key that is overwritten or
+// merged.
+void RoutedSingleDelete(rocksdb::WriteBatch* batch, const rocksdb::Slice& key);
 void RoutedMerge(rocksdb::WriteBatch* batch, const rocksdb::Slice& key,
                  const rocksdb::Slice& value);
 

@@ -368,7 +368,7 @@ void StateBatch::SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
 void StateBatch::Final(const QueueKey& key, const Recipient& rec,
                        const Outcome& o, Counter counter, Event::State event) {
   char kbuf[kQueueKeySize];
-  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
   PutOutcomeEvent(key, rec, o, event);
   Count(rec.content_id(), counter, 1);
   CountDepth(key, -1);
@@ -430,7 +430,7 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
   if (!rec.deferred()) Count(rec.content_id(), Counter::kDeferred, 1);
 
   char kbuf[kQueueKeySize];
-  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
   std::string& value = Scratch();
   moved.SerializeToString(&value);
   RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
@@ -444,7 +444,7 @@ QueueKey StateBatch::Requeue(const QueueKey& key, const Recipient& rec,
   QueueKey next = key;
   next.due_ms = new_due_ms;
   char kbuf[kQueueKeySize];
-  RoutedDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
   std::string& value = Scratch();
   rec.SerializeToString(&value);
   RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
@@ -1821,9 +1821,9 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
                              const QueueStore& store,
                              std::vector<bool>* shard_used) {
   char bkey[kBlockKeySize];
-  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
+  RoutedSingleDelete(batch_.get(), BlockKeySlice(key, bkey));
   char pkey[kPayloadKeySize];
-  RoutedDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
+  RoutedSingleDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
   QueueKey qk;
   qk.lane = key.lane;
   qk.due_ms = key.due_ms;
@@ -1856,9 +1856,9 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
 void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
                              int64_t at_ms) {
   char bkey[kBlockKeySize];
-  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
+  RoutedSingleDelete(batch_.get(), BlockKeySlice(key, bkey));
   char pkey[kPayloadKeySize];
-  RoutedDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
+  RoutedSingleDelete(batch_.get(), PayloadKeySlice(key.first_id, pkey));
   thread_local Recipient rec;
   thread_local Outcome o;
   QueueKey qk;
@@ -1881,7 +1881,7 @@ void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
 BlockKey StateBatch::MoveBlock(const BlockKey& key, int64_t new_due_ms,
                                int64_t new_expires_ms) {
   char bkey[kBlockKeySize];
-  RoutedDelete(batch_.get(), BlockKeySlice(key, bkey));
+  RoutedSingleDelete(batch_.get(), BlockKeySlice(key, bkey));
   BlockKey next = key;
   next.due_ms = new_due_ms;
   next.expires_ms = new_expires_ms;

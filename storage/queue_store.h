@@ -37,6 +37,10 @@
 // family (a store from before families; layout "1" had 'S' in `default`
 // and 'O' in `events`), in batches of Options::upgrade_batch_keys, each
 // atomic; an interrupted upgrade resumes at the next Open.
+// 'Q', 'B' and 'P' keys are written once and removed with SingleDelete (a
+// move is a removal and a new key), so a queue entry that is enqueued and
+// finished within one memtable's life never reaches a file, not even as a
+// tombstone.
 // Recipient blocks: an upload chunk is one block (StateBatch::PutBlock);
 // storage/block_expander.h turns blocks into 'Q' entries, one WriteBatch per
 // block, while the queue depth is below a window. The index ('B') is small,

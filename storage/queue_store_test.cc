@@ -17,6 +17,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "rocksdb/table_properties.h"
 
 namespace salvo::storage {
 namespace {
@@ -88,6 +90,47 @@ class QueueStoreTest : public ::testing::Test {
   std::string path_;
   std::unique_ptr<QueueStore> store_;
 };
+
+// Queue entries that are enqueued, deferred (moved) and finished before a
+// flush leave nothing in the flushed file: each removal is a SingleDelete
+// that meets its Put in the memtable, where a Delete would flush one
+// tombstone per entry (and scans would step over them until compaction
+// reached the last level).
+TEST_F(QueueStoreTest, FinishedEntriesLeaveNoTombstonesAtFlush) {
+  constexpr int kEntries = 2000;
+  StateBatch enqueue;
+  std::vector<QueueKey> keys;
+  for (int i = 0; i < kEntries; ++i) {
+    QueueKey k{static_cast<uint16_t>(i % 4), Lane::kBulk, kNow, store_->NextId()};
+    enqueue.Enqueue(k, MakeRecipient("r" + std::to_string(i) + "@x.example"));
+    keys.push_back(k);
+  }
+  ASSERT_TRUE(store_->CommitNow(std::move(enqueue), true).ok());
+  const Recipient rec = MakeRecipient("r@x.example");
+  StateBatch moves;
+  for (int i = 0; i < kEntries; i += 2) {
+    keys[i] = moves.Defer(keys[i], rec, kNow + 1000, MakeOutcome("451 x", "mx"));
+  }
+  ASSERT_TRUE(store_->CommitNow(std::move(moves), true).ok());
+  StateBatch finals;
+  for (int i = 0; i < kEntries; ++i) {
+    finals.Delivered(keys[i], rec, MakeOutcome("250 ok", "mx"));
+  }
+  ASSERT_TRUE(store_->CommitNow(std::move(finals), true).ok());
+  rocksdb::ColumnFamilyHandle* queue = store_->family(KeyFamily::kDefault);
+  ASSERT_TRUE(store_->db()->Flush(rocksdb::FlushOptions(), queue).ok());
+  rocksdb::TablePropertiesCollection tables;
+  ASSERT_TRUE(store_->db()->GetPropertiesOfAllTables(queue, &tables).ok());
+  ASSERT_FALSE(tables.empty());  // the counters and the content remain
+  uint64_t deletions = 0, entries = 0;
+  for (const auto& [file, props] : tables) {
+    deletions += props->num_deletions;
+    entries += props->num_entries;
+  }
+  EXPECT_EQ(deletions, 0u);
+  EXPECT_LT(entries, 100u);  // no queue entry: counters only
+  EXPECT_TRUE(ScanAll(*store_, 0, Lane::kBulk, kNow + 10'000).empty());
+}
 
 TEST_F(QueueStoreTest, ContentRoundTripAndMissing) {
   Content c;
