@@ -23,6 +23,7 @@
 #include "storage/key_codec.h"
 #include "storage/queue_store.h"
 #include "storage/suppression_store.h"
+#include "storage/test_util.h"
 
 namespace salvo::storage {
 namespace {
@@ -30,13 +31,7 @@ namespace {
 constexpr int64_t kNow = 1'700'000'000'000;
 constexpr uint64_t kContent = 77;
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/cf_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("cf"); }
 
 QueueStore::Options StoreOptions(const std::string& path) {
   QueueStore::Options o;

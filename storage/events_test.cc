@@ -14,6 +14,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/queue_store.h"
+#include "storage/test_util.h"
 
 namespace salvo::storage {
 namespace {
@@ -21,13 +22,7 @@ namespace {
 constexpr int64_t kNow = 1'700'000'000'000;
 constexpr uint64_t kContent = 91;
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/events_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("events"); }
 
 std::unique_ptr<QueueStore> OpenOrDie(const std::string& path,
                                       int64_t retention_ms = 0) {

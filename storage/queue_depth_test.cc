@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/queue_store.h"
+#include "storage/test_util.h"
 
 namespace salvo::storage {
 namespace {
@@ -22,13 +23,7 @@ namespace {
 constexpr int64_t kNow = 1'700'000'000'000;
 constexpr int kShards = 8;
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/depth_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("depth"); }
 
 std::unique_ptr<QueueStore> OpenOrDie(const std::string& path) {
   QueueStore::Options o;

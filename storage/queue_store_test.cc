@@ -2,6 +2,7 @@
 // $TEST_TMPDIR: state changes and exact counts, reopen, group commit, and the
 // shard-count guard.
 #include "storage/queue_store.h"
+#include "storage/test_util.h"
 
 #include <stdlib.h>
 
@@ -26,13 +27,7 @@ namespace {
 constexpr int64_t kNow = 1'700'000'000'000;
 constexpr uint64_t kContent = 77;
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/queue_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("queue"); }
 
 std::unique_ptr<QueueStore> OpenOrDie(const std::string& path,
                                       int num_shards = 4) {

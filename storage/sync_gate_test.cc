@@ -19,6 +19,7 @@
 #include "rocksdb/file_system.h"
 #include "storage/fault_env.h"
 #include "storage/queue_store.h"
+#include "storage/test_util.h"
 
 namespace salvo::storage {
 namespace {
@@ -96,13 +97,7 @@ class HeldSyncFileSystem final : public rocksdb::FileSystemWrapper {
   int waiting_ = 0;
 };
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/gate_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("gate"); }
 
 StateBatch OneEntry(QueueStore& store, const std::string& address) {
   Recipient rec;

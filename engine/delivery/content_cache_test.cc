@@ -10,17 +10,12 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "storage/test_util.h"
 
 namespace salvo::delivery {
 namespace {
 
-std::string FreshDir() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = std::string(tmp ? tmp : "/tmp") + "/cache_XXXXXX";
-  char* dir = mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ + "/db";
-}
+std::string FreshDir() { return storage::FreshDbPath("cache"); }
 
 class ContentCacheTest : public ::testing::Test {
  protected:
