@@ -1,7 +1,8 @@
 // Micro-benchmarks of storage::QueueStore on a real RocksDB in a fresh temp
 // directory: enqueue (batches of 1000, durable or not), ScanDue leases of
 // 1000, Delivered+commit (ack), Defer+commit and Requeue+commit (reschedule,
-// storage/reschedule.h). Reports items/s and heap allocations per operation
+// storage/reschedule.h), and the expansion of a 10k-recipient upload block
+// into queue entries over 64 shards while older entries are acked. Reports items/s and heap allocations per operation
 // ("allocs/op", one op = one recipient; bench/alloc_counter.h counts the
 // whole process, RocksDB's background threads included, so treat it as an
 // upper bound).
@@ -128,6 +129,75 @@ void BM_ScanDueLease(benchmark::State& state) {
   ReportAllocs(state, allocs);
 }
 BENCHMARK(BM_ScanDueLease)->UseRealTime();
+
+// The expander's write: a block of kBlock recipients over 50 domains becomes
+// queue entries in 64 shards (one WriteBatch), into a memtable that already
+// holds the previous blocks' entries; untimed, the entries of the block
+// before the previous one are acked (SingleDelete at each lane's front, as
+// the loops do), so the store holds about two blocks, as with a window.
+void BM_ExpandBlock(benchmark::State& state) {
+  constexpr int kBlock = 10000;
+  TempStore store(false);
+  RecipientBlock block;
+  block.set_content_id(1);
+  block.set_accepted_ms(kNow);
+  for (int i = 0; i < kBlock; ++i) {
+    Recipient* r = block.add_recipients();
+    r->set_address("user" + std::to_string(i) + "@d" + std::to_string(i % 50) +
+                   ".example");
+    auto* f = r->add_fields();
+    f->set_name("first_name");
+    f->set_value("C" + std::to_string(i));
+  }
+  std::vector<std::vector<QueueKey>> written;
+  std::vector<bool> shard_used(store->num_shards());
+  uint64_t first_id = 1;
+  int64_t allocs = 0;
+  for (auto _ : state) {
+    BlockKey key;
+    key.lane = Lane::kBulk;
+    key.due_ms = kNow;
+    key.first_id = first_id;
+    key.content_id = 1;
+    key.count = kBlock;
+    first_id += kBlock;
+    const int64_t before = salvo::bench::Allocations();
+    StateBatch b;
+    b.ExpandBlock(key, block, *store, &shard_used);
+    if (!store->WriteUnsynced(b).ok()) std::abort();
+    allocs += salvo::bench::Allocations() - before;
+    state.PauseTiming();
+    // What was written, to ack it two blocks later.
+    std::vector<QueueKey> keys;
+    std::vector<QueueEntry> out;
+    for (uint16_t shard = 0; shard < store->num_shards(); ++shard) {
+      std::string cursor;
+      if (!store->ScanDue(shard, Lane::kBulk, kNow, 1 << 20, &cursor, &out)
+               .ok()) {
+        std::abort();
+      }
+      for (const QueueEntry& e : out) {
+        if (e.key.id >= key.first_id) keys.push_back(e.key);
+      }
+    }
+    written.push_back(std::move(keys));
+    if (written.size() > 2) {
+      StateBatch acks;
+      Outcome o;
+      o.set_reply("250 ok");
+      for (const QueueKey& k : written.front()) {
+        acks.Delivered(k, MakeRecipient(k.id), o);
+      }
+      if (!store->WriteUnsynced(acks).ok()) std::abort();
+      written.erase(written.begin());
+    }
+    state.ResumeTiming();
+  }
+  const double items = static_cast<double>(state.iterations()) * kBlock;
+  state.SetItemsProcessed(static_cast<int64_t>(items));
+  state.counters["allocs/op"] = allocs / items;
+}
+BENCHMARK(BM_ExpandBlock)->UseRealTime();
 
 enum class Move { kDelivered, kDefer, kReschedule };
 
