@@ -73,7 +73,9 @@ def pct(sorted_values, p):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bulk", type=int, default=200_000)
+    ap.add_argument("--bulk", type=int, default=400_000,
+                    help="bulk campaign size; it must outlast the window "
+                         "(200k ran out in 25 s once bulk reached 8k/s)")
     ap.add_argument("--tx", type=int, default=500)
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--body-bytes", type=int, default=5000)
