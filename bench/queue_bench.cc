@@ -149,6 +149,7 @@ void BM_ExpandBlock(benchmark::State& state) {
     f->set_name("first_name");
     f->set_value("C" + std::to_string(i));
   }
+  const std::string payload = block.SerializeAsString();
   std::vector<std::vector<QueueKey>> written;
   std::vector<bool> shard_used(store->num_shards());
   uint64_t first_id = 1;
@@ -163,7 +164,7 @@ void BM_ExpandBlock(benchmark::State& state) {
     first_id += kBlock;
     const int64_t before = salvo::bench::Allocations();
     StateBatch b;
-    b.ExpandBlock(key, block, *store, &shard_used);
+    if (!b.ExpandBlock(key, payload, *store, &shard_used).ok()) std::abort();
     if (!store->WriteUnsynced(b).ok()) std::abort();
     allocs += salvo::bench::Allocations() - before;
     state.PauseTiming();

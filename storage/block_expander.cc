@@ -97,12 +97,16 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
           }
           continue;
         }
-        absl::StatusOr<RecipientBlock> block = store_->GetBlock(key);
-        if (absl::IsNotFound(block.status())) continue;  // cancelled meanwhile
-        if (!block.ok()) return block.status();
+        absl::Status got = store_->GetBlockPayload(key, &payload_);
+        if (absl::IsNotFound(got)) continue;  // cancelled meanwhile
+        if (!got.ok()) return got;
         StateBatch batch;
         shard_used_.assign(store_->num_shards(), false);
-        batch.ExpandBlock(key, *block, *store_, &shard_used_);
+        if (absl::Status s =
+                batch.ExpandBlock(key, payload_, *store_, &shard_used_);
+            !s.ok()) {
+          return s;
+        }
         if (absl::Status s = Write(batch); !s.ok()) return s;
         queued += key.count;
         expanded += key.count;

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -64,6 +66,7 @@ class BlockExpander {
   const OnExpanded on_expanded_;
   absl::Mutex mu_;
   std::vector<bool> shard_used_ ABSL_GUARDED_BY(mu_);
+  std::string payload_ ABSL_GUARDED_BY(mu_);  // reused: keeps its capacity
 };
 
 }  // namespace salvo::storage

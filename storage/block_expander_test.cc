@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "rocksdb/write_batch.h"
 #include "storage/fault_env.h"
 #include "storage/queue_store.h"
 
@@ -128,6 +129,38 @@ TEST_F(BlocksTest, BlockIsAcceptedButNotQueued) {
   ASSERT_TRUE(block.ok()) << block.status();
   EXPECT_EQ(block->recipients(3).address(), Address(3));
   EXPECT_EQ(block->recipients(3).fields(0).value(), "3");
+}
+
+// Expansion copies recipients out of the stored bytes without parsing them
+// into messages: a damaged payload, or one that holds another number of
+// recipients than its index says, is refused whole.
+TEST_F(BlocksTest, DamagedPayloadsAreRefusedWhole) {
+  PutBlock(10);
+  std::vector<BlockKey> keys;
+  ASSERT_TRUE(store_->ContentBlocks(kContent, &keys).ok());
+  ASSERT_EQ(keys.size(), 1u);
+  std::string payload;
+  ASSERT_TRUE(store_->GetBlockPayload(keys[0], &payload).ok());
+  std::vector<bool> shards(store_->num_shards());
+  {
+    StateBatch ok;
+    ASSERT_TRUE(ok.ExpandBlock(keys[0], payload, *store_, &shards).ok());
+    EXPECT_GE(ok.Finish()->Count(), 2u + 10u);  // block, entries, depths
+  }
+  BlockKey wrong_count = keys[0];
+  wrong_count.count = 11;
+  const std::string truncated = payload.substr(0, payload.size() - 3);
+  // An 11th recipient whose address claims 127 bytes and has none.
+  const std::string bad_inner = payload + std::string("\x22\x02\x12\x7f", 4);
+  for (const auto& [key, bytes] :
+       {std::pair<BlockKey, std::string>{wrong_count, payload},
+        {keys[0], truncated},
+        {wrong_count, bad_inner}}) {
+    StateBatch b;
+    const absl::Status s = b.ExpandBlock(key, bytes, *store_, &shards);
+    EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+    EXPECT_EQ(b.Finish()->Count(), 0u);
+  }
 }
 
 TEST_F(BlocksTest, NextIdsAreContiguousAndUnique) {

@@ -21,6 +21,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/iterator.h"
@@ -1817,9 +1819,81 @@ void StateBatch::PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
   ++ops_;
 }
 
-void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
-                             const QueueStore& store,
-                             std::vector<bool>* shard_used) {
+namespace {
+
+using ::google::protobuf::internal::WireFormatLite;
+
+// Reads the length-delimited field at `in` (its tag already read) as a view
+// into `bytes`.
+bool ReadBytesView(google::protobuf::io::CodedInputStream& in,
+                   absl::string_view bytes, absl::string_view* out) {
+  uint32_t len = 0;
+  if (!in.ReadVarint32(&len)) return false;
+  const int at = in.CurrentPosition();
+  if (len > bytes.size() - static_cast<size_t>(at)) return false;
+  *out = bytes.substr(static_cast<size_t>(at), len);
+  return in.Skip(static_cast<int>(len));
+}
+
+// The address (field 2) of a serialized Recipient.
+bool RecipientAddress(absl::string_view rec, absl::string_view* address) {
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(rec.data()), static_cast<int>(rec.size()));
+  *address = absl::string_view();
+  while (const uint32_t tag = in.ReadTag()) {
+    if (tag == WireFormatLite::MakeTag(
+                   2, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
+      if (!ReadBytesView(in, rec, address)) return false;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+  }
+  return in.ConsumedEntireMessage();
+}
+
+}  // namespace
+
+absl::Status StateBatch::ExpandBlock(const BlockKey& key,
+                                     absl::string_view payload,
+                                     const QueueStore& store,
+                                     std::vector<bool>* shard_used) {
+  // The payload is a serialized RecipientBlock; each recipient (field 4) is
+  // copied as it is stored (address, fields) with content id, accept time
+  // and expiry appended in wire format (Recipient fields 1, 5, 6): no
+  // message is parsed or built (10k recipients a block). A first pass
+  // checks the whole payload, so a damaged one adds nothing.
+  const auto bad = [&] {
+    return absl::DataLossError(
+        absl::StrCat("unparsable block ", IdToHex(key.first_id)));
+  };
+  uint64_t content_id = 0, accepted_ms = 0;
+  uint32_t count = 0;
+  {
+    google::protobuf::io::CodedInputStream in(
+        reinterpret_cast<const uint8_t*>(payload.data()),
+        static_cast<int>(payload.size()));
+    while (const uint32_t tag = in.ReadTag()) {
+      const int field = WireFormatLite::GetTagFieldNumber(tag);
+      if (field == 1 && WireFormatLite::GetTagWireType(tag) ==
+                            WireFormatLite::WIRETYPE_VARINT) {
+        if (!in.ReadVarint64(&content_id)) return bad();
+      } else if (field == 3 && WireFormatLite::GetTagWireType(tag) ==
+                                   WireFormatLite::WIRETYPE_VARINT) {
+        if (!in.ReadVarint64(&accepted_ms)) return bad();
+      } else if (tag == WireFormatLite::MakeTag(
+                            4, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
+        absl::string_view rec, address;
+        if (!ReadBytesView(in, payload, &rec) ||
+            !RecipientAddress(rec, &address)) {
+          return bad();
+        }
+        ++count;
+      } else if (!WireFormatLite::SkipField(&in, tag)) {
+        return bad();
+      }
+    }
+    if (!in.ConsumedEntireMessage() || count != key.count) return bad();
+  }
   char bkey[kBlockKeySize];
   RoutedSingleDelete(batch_.get(), BlockKeySlice(key, bkey));
   char pkey[kPayloadKeySize];
@@ -1829,28 +1903,39 @@ void StateBatch::ExpandBlock(const BlockKey& key, const RecipientBlock& block,
   qk.due_ms = key.due_ms;
   std::string& value = Scratch();
   char kbuf[kQueueKeySize];
-  for (int i = 0; i < block.recipients_size(); ++i) {
-    const Recipient& r = block.recipients(i);
-    // The stored recipient (address, fields) plus content id, accept time
-    // and expiry appended in wire format (fields 1, 5, 6).
-    r.SerializeToString(&value);
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(payload.data()),
+      static_cast<int>(payload.size()));
+  uint64_t i = 0;
+  while (const uint32_t tag = in.ReadTag()) {
+    if (tag != WireFormatLite::MakeTag(
+                   4, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
+      if (!WireFormatLite::SkipField(&in, tag)) return bad();
+      continue;
+    }
+    absl::string_view rec, address;
+    // Checked by the first pass: cannot fail here.
+    if (!ReadBytesView(in, payload, &rec) || !RecipientAddress(rec, &address)) {
+      return bad();
+    }
+    value.assign(rec.data(), rec.size());
     value.push_back(0x08);
-    AppendVarint(block.content_id(), &value);
+    AppendVarint(content_id, &value);
     value.push_back(0x28);
-    AppendVarint(static_cast<uint64_t>(block.accepted_ms()), &value);
+    AppendVarint(accepted_ms, &value);
     value.push_back(0x30);
     AppendVarint(static_cast<uint64_t>(key.expires_ms), &value);
-    const absl::string_view address = r.address();
     const size_t at = address.rfind('@');
     qk.shard = store.ShardForDomain(at == absl::string_view::npos
                                         ? absl::string_view()
                                         : address.substr(at + 1));
-    qk.id = key.first_id + static_cast<uint64_t>(i);
+    qk.id = key.first_id + i++;
     RoutedPut(batch_.get(), QueueKeySlice(qk, kbuf), value);
     CountDepth(qk, 1);
     if (shard_used != nullptr) (*shard_used)[qk.shard] = true;
   }
   ++ops_;
+  return absl::OkStatus();
 }
 
 void StateBatch::CancelBlock(const BlockKey& key, const RecipientBlock& block,
@@ -1953,15 +2038,21 @@ absl::Status QueueStore::ContentBlocks(uint64_t content_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<RecipientBlock> QueueStore::GetBlock(const BlockKey& key) {
+absl::Status QueueStore::GetBlockPayload(const BlockKey& key,
+                                         std::string* payload) {
   char pkey[kPayloadKeySize];
-  std::string value;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), HandleFor('P'),
-               PayloadKeySlice(key.first_id, pkey), &value);
+               PayloadKeySlice(key.first_id, pkey), payload);
   if (!s.ok()) {
     return ToAbsl(s, absl::StrCat("block ", IdToHex(key.first_id)));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RecipientBlock> QueueStore::GetBlock(const BlockKey& key) {
+  std::string value;
+  if (absl::Status s = GetBlockPayload(key, &value); !s.ok()) return s;
   RecipientBlock block;
   if (!block.ParseFromString(value) ||
       block.recipients_size() != static_cast<int>(key.count)) {

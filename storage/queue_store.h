@@ -194,10 +194,15 @@ class StateBatch {
                 uint64_t first_id, int64_t accepted_ms, int64_t expires_ms,
                 const std::vector<const Recipient*>& recs);
   // Block -> queue entries (shard by domain, depth counted); block removed.
-  // Sets shard_used[shard] for every shard written.
-  void ExpandBlock(const BlockKey& key, const RecipientBlock& block,
-                   const QueueStore& store,
-                   std::vector<bool>* shard_used);
+  // `payload` is the block's stored RecipientBlock (QueueStore::
+  // GetBlockPayload), copied recipient by recipient without being parsed
+  // into messages. Sets shard_used[shard] for every shard written.
+  // DataLoss (and nothing added) if it does not parse or does not hold
+  // key.count recipients.
+  [[nodiscard]] absl::Status ExpandBlock(const BlockKey& key,
+                                         absl::string_view payload,
+                                         const QueueStore& store,
+                                         std::vector<bool>* shard_used);
   // Block of a cancelled content: every recipient final as cancelled
   // (CANCELLED event, counter); block removed.
   void CancelBlock(const BlockKey& key, const RecipientBlock& block,
@@ -332,6 +337,10 @@ class QueueStore {
                                            std::vector<BlockKey>* out);
   // The payload of a block; NotFound when it is gone.
   absl::StatusOr<RecipientBlock> GetBlock(const BlockKey& key);
+  // The block's payload as stored (a serialized RecipientBlock); NotFound
+  // once it was expanded or cancelled.
+  [[nodiscard]] absl::Status GetBlockPayload(const BlockKey& key,
+                                             std::string* payload);
   // Recipients in blocks (sum of counts) over the whole index. For tools.
   absl::StatusOr<int64_t> BlockedRecipients();
   // Queue entries over every shard and lane, from the in-memory mirror of
