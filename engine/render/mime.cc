@@ -328,7 +328,10 @@ void AppendAddressHeader(absl::string_view name, absl::string_view value,
     return;
   }
   if (!display.empty()) {
-    if (HasNonAscii(display) || display.size() > kMaxPlainWord) {
+    // Quoting escapes '"' and '\\': the quoted form can be twice as long.
+    size_t quoted = display.size() + 2;
+    for (char c : display) quoted += (c == '"' || c == '\\') ? 1 : 0;
+    if (HasNonAscii(display) || quoted > kMaxPlainWord) {
       if (display.size() >= 2 && display.front() == '"' &&
           display.back() == '"') {
         display = display.substr(1, display.size() - 2);

@@ -177,6 +177,18 @@ std::string Address(absl::string_view value) {
   return out;
 }
 
+// A display name short enough to quote but mostly '\\' or '"' doubles when
+// escaped; it must still fit a line (found by the render fuzzer: a
+// 1087-byte From line).
+TEST(HeaderTest, DisplayNamesThatGrowWhenQuotedAreEncoded) {
+  for (char c : {'\\', '"'}) {
+    const std::string display = "Shop " + std::string(600, c);
+    const std::string h = Address(display + " <news@shop.example>");
+    ExpectWireForm(h, 998);
+    EXPECT_NE(h.find("=?UTF-8?"), std::string::npos) << h;
+  }
+}
+
 TEST(HeaderTest, Addresses) {
   EXPECT_EQ(Address("news@shop.example"), "From: news@shop.example\r\n");
   EXPECT_EQ(Address("Shop <news@shop.example>"),
