@@ -1372,39 +1372,39 @@ absl::StatusOr<Counts> QueueStore::GetCounts(uint64_t content_id) {
   // for the writers (one may be in a write stall, and the caller is often
   // a loop): while any of them writes, read without keeping the result.
   if (!counts_.writes.TryLock()) return StoredCounts(content_id);
-  absl::StatusOr<Counts> stored = StoredCounts(content_id);
-  if (!stored.ok()) {
+  if (absl::Status s = ReadCounterValues(content_id, &v); !s.ok()) {
     counts_.writes.Unlock();
-    return stored.status();
+    return s;
   }
-  v[static_cast<int>(Counter::kAccepted)] = stored->accepted;
-  v[static_cast<int>(Counter::kDelivered)] = stored->delivered;
-  v[static_cast<int>(Counter::kBounced)] = stored->bounced;
-  v[static_cast<int>(Counter::kExpired)] = stored->expired;
-  v[static_cast<int>(Counter::kDeferred)] = stored->deferred;
-  v[static_cast<int>(Counter::kCancelled)] = stored->cancelled;
   counts_.Insert(content_id, v);
   counts_.loads.fetch_add(1, std::memory_order_relaxed);
   counts_.writes.Unlock();
-  return *stored;
+  return ToCounts(v);
 }
 
 absl::StatusOr<Counts> QueueStore::StoredCounts(uint64_t content_id) {
+  CountsMirror::Values v;
+  if (absl::Status s = ReadCounterValues(content_id, &v); !s.ok()) return s;
+  return ToCounts(v);
+}
+
+absl::Status QueueStore::ReadCounterValues(uint64_t content_id,
+                                           CountsMirror::Values* values) {
   const std::string start = CounterKey(content_id, 0);
   const std::string end = PrefixEnd(start.substr(0, 9));
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('N')));
-  std::array<int64_t, kNumCounters> values = {};
+  values->fill(0);
   for (it->Seek(start); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key();
     if (k.size() != 10) continue;
     const uint8_t c = static_cast<uint8_t>(k.data()[9]);
-    if (c < kNumCounters) values[c] = DecodeInt64Le(it->value());
+    if (c < kNumCounters) (*values)[c] = DecodeInt64Le(it->value());
   }
   if (!it->status().ok()) return ToAbsl(it->status(), "counts");
-  return ToCounts(values);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<Outcome>> QueueStore::GetOutcome(

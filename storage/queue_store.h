@@ -512,6 +512,9 @@ class QueueStore {
     void Apply(StateBatch& batch);
   };
   CountsMirror counts_;
+  // The stored counters of a content (merging their operands).
+  [[nodiscard]] absl::Status ReadCounterValues(uint64_t content_id,
+                                               CountsMirror::Values* values);
   std::unique_ptr<Committer> committer_;
 };
 
