@@ -50,7 +50,8 @@ absl::StatusOr<int64_t> BlockExpander::Pass(int64_t now_ms) {
   if (!any_due) return int64_t{0};
   absl::StatusOr<int64_t> depth = store_->TotalDepth();
   if (!depth.ok()) return depth.status();
-  int64_t queued = *depth;
+  // Entries waiting for a retry are due later: they leave room for others.
+  int64_t queued = std::max<int64_t>(0, *depth - store_->DeferredTotal());
   int64_t expanded = 0;
   absl::flat_hash_map<uint64_t, ContentState> states;
   int cancels = 0;

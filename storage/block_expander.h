@@ -2,7 +2,9 @@
 //
 // A campaign upload is spooled as blocks (StateBatch::PutBlock, one per
 // chunk); only while the queue depth (the 'D' counters: entries expanded and
-// not final) is below Options::window are due blocks expanded, in key order
+// not final) minus the entries waiting for a retry (DeferredTotal: a
+// destination that defers everything must not stop the others) is below
+// Options::window are due blocks expanded, in key order
 // per bulk lane and round robin over the lanes, one WriteBatch per block
 // (WriteUnsynced; atomic: after a crash either the block or its entries
 // exist). Blocks of a paused content stay; blocks of a cancelled content
@@ -31,7 +33,7 @@ namespace salvo::storage {
 class BlockExpander {
  public:
   struct Options {
-    int64_t window = 200000;  // expand while the queue depth is below this
+    int64_t window = 200000;  // expand while depth - deferred is below
     int64_t horizon_ms = 1000;  // blocks due this soon count as due
     // Blocks of cancelled contents a pass turns into cancelled recipients
     // (the rest are skipped, left to CancelContent or later passes), so a

@@ -1,7 +1,8 @@
 // Tests of the per-(shard, lane) depth counters ('D' keys) on a real RocksDB
 // under $TEST_TMPDIR: QueueDepth() equals a full count of the queue after
 // every kind of state change, across a reopen, and after the one-time count
-// that upgrades a store written without counters. And of the per-content
+// that upgrades a store written without counters; the same for the total of
+// entries waiting for a retry (DeferredTotal, the sum of the deferred gauges). And of the per-content
 // counters ('N') that GetCounts serves from memory: exact against the stored
 // counters while writers and readers race, with evictions.
 #include <stdlib.h>
@@ -53,6 +54,16 @@ void ExpectExact(QueueStore& store, int64_t want) {
   auto sum = store.TotalDepth();
   ASSERT_TRUE(sum.ok()) << sum.status();
   EXPECT_EQ(*sum, want);
+  // The entries waiting for a retry: the sum of the contents' gauges.
+  int64_t deferred = 0;
+  for (uint64_t content = 1; content <= 5; ++content) {
+    auto counts = store.GetCounts(content);
+    ASSERT_TRUE(counts.ok()) << counts.status();
+    deferred += counts->deferred;
+  }
+  // After a churn some wait: the check means something.
+  if (want > 0) EXPECT_GT(deferred, 0);
+  EXPECT_EQ(store.DeferredTotal(), deferred);
 }
 
 // Enqueues `n` entries over every shard and both lanes, then moves a seeded
@@ -80,10 +91,15 @@ int64_t Churn(QueueStore& store, int n, uint32_t seed,
   o.set_at_ms(kNow);
   o.set_reply("250 ok");
   int64_t queued = n;
+  std::vector<QueueEntry*> deferred;
   StateBatch batch;
   for (QueueEntry& e : entries) {
     switch (rng() % 7) {
-      case 0: e.key = batch.Defer(e.key, e.rec, kNow + 60'000, o); break;
+      case 0:
+        e.key = batch.Defer(e.key, e.rec, kNow + 60'000, o);
+        e.rec.set_deferred(true);
+        deferred.push_back(&e);
+        break;
       case 1: e.key = batch.Requeue(e.key, e.rec, kNow + 5'000); break;
       case 2: batch.Delivered(e.key, e.rec, o); --queued; break;
       case 3: batch.Bounced(e.key, e.rec, o); --queued; break;
@@ -98,6 +114,13 @@ int64_t Churn(QueueStore& store, int n, uint32_t seed,
   } else {
     EXPECT_TRUE(store.CommitNow(std::move(batch), true).ok());
   }
+  // Half of the deferred ones succeed on their retry (leaving the gauge).
+  StateBatch retried;
+  for (size_t i = 0; i < deferred.size(); i += 2) {
+    retried.Delivered(deferred[i]->key, deferred[i]->rec, o);
+    --queued;
+  }
+  EXPECT_TRUE(store.CommitNow(std::move(retried), true).ok());
   return queued;
 }
 
@@ -133,12 +156,17 @@ TEST(QueueDepthTest, StoreWithoutCountersIsCountedOnceAtOpen) {
     rocksdb::WriteBatch wipe;
     ASSERT_TRUE(wipe.DeleteRange("D", "E").ok());
     ASSERT_TRUE(wipe.Delete("Mdepth_counters").ok());
+    ASSERT_TRUE(wipe.Delete("Mdeferred_total").ok());
     rocksdb::WriteOptions wo;
     wo.sync = true;
     ASSERT_TRUE(store->db()->Write(wo, &wipe).ok());
     auto depth = store->StoredQueueDepth(0);
     ASSERT_TRUE(depth.ok());
     EXPECT_EQ(*depth, 0);  // the wipe worked: nothing counted any more
+    std::string total;
+    EXPECT_TRUE(store->db()
+                    ->Get(rocksdb::ReadOptions(), "Mdeferred_total", &total)
+                    .IsNotFound());
   }
   auto store = OpenOrDie(path);
   ASSERT_NE(store, nullptr);

@@ -46,6 +46,9 @@ constexpr char kMetaNumShardsKey[] = "Mnum_shards";
 constexpr char kMetaRecoveredKey[] = "Mrecovered_ms";
 // Present once the 'D' depth counters cover every queue entry.
 constexpr char kMetaDepthKey[] = "Mdepth_counters";
+// int64 LE, merge-added: the sum of every content's kDeferred gauge
+// (QueueStore::DeferredTotal). Absent in stores written before it.
+constexpr char kMetaDeferredKey[] = "Mdeferred_total";
 // Present once every key lives in its column family (column_families.h).
 constexpr char kMetaLayoutKey[] = "Mcf_layout";
 // Its value: "1" = default/events/blocks; "2" = also suppressions; "3" =
@@ -277,6 +280,7 @@ void StateBatch::Clear() {
   deltas_.clear();
   depth_deltas_.clear();
   finished_depth_.clear();
+  finished_deferred_ = 0;
   events_.clear();
   ops_ = 0;
 }
@@ -455,6 +459,7 @@ QueueKey StateBatch::Requeue(const QueueKey& key, const Recipient& rec,
 }
 
 rocksdb::WriteBatch* StateBatch::Finish() {
+  int64_t deferred = 0;
   for (const auto& [k, delta] : deltas_) {
     if (delta == 0) continue;
     char buf[8];
@@ -462,8 +467,17 @@ rocksdb::WriteBatch* StateBatch::Finish() {
     RoutedMerge(batch_.get(), CounterKey(k.first, k.second),
                 rocksdb::Slice(buf, 8));
     finished_counts_.emplace_back(k, delta);
+    if (k.second == static_cast<uint8_t>(Counter::kDeferred)) {
+      deferred += delta;
+    }
   }
   deltas_.clear();
+  if (deferred != 0) {
+    char buf[8];
+    EncodeInt64Le(deferred, buf);
+    RoutedMerge(batch_.get(), kMetaDeferredKey, rocksdb::Slice(buf, 8));
+    finished_deferred_ += deferred;
+  }
   for (const auto& [k, delta] : depth_deltas_) {
     if (delta == 0) continue;
     char buf[8];
@@ -877,6 +891,47 @@ absl::Status InitDepthCounters(rocksdb::DB* db) {
   return ToAbsl(db->Write(wo, &batch), "write depth counters");
 }
 
+// The stored sum of the kDeferred gauges; a store written before it has
+// none: sum the gauges once (O(contents), on the first open by this
+// version) and Put it (synced), so that later merges add to it.
+absl::StatusOr<int64_t> InitDeferredTotal(rocksdb::DB* db) {
+  std::string value;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), kMetaDeferredKey, &value);
+  if (s.ok()) {
+    if (value.size() != 8) {
+      return absl::DataLossError(absl::StrCat(
+          "meta key ", kMetaDeferredKey, " holds ", value.size(),
+          " bytes, expected 8"));
+    }
+    return DecodeInt64Le(value);
+  }
+  if (!s.IsNotFound()) return ToAbsl(s, "read deferred total");
+  int64_t total = 0;
+  const std::string end = "O";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  for (it->Seek("N"); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (k.size() != 10 || it->value().size() != 8 ||
+        static_cast<uint8_t>(k[9]) !=
+            static_cast<uint8_t>(Counter::kDeferred)) {
+      continue;
+    }
+    total += DecodeInt64Le(it->value());
+  }
+  if (!it->status().ok()) return ToAbsl(it->status(), "sum deferred gauges");
+  char vbuf[8];
+  EncodeInt64Le(total, vbuf);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  s = db->Put(wo, kMetaDeferredKey, rocksdb::Slice(vbuf, 8));
+  if (!s.ok()) return ToAbsl(s, "write deferred total");
+  return total;
+}
+
 // A store written before column families holds every key in `default`,
 // and one of an older layout some keys in the family they had then ('S' in
 // `default`, 'O' in `events`): move every key that is not in its family
@@ -1095,6 +1150,9 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
 
   absl::Status depth = InitDepthCounters(db);
   if (!depth.ok()) return depth;
+  absl::StatusOr<int64_t> deferred = InitDeferredTotal(db);
+  if (!deferred.ok()) return deferred.status();
+  store->depth_.deferred.store(*deferred);
   // The in-memory mirror of the counters, read once (nothing writes yet).
   store->depth_.shard =
       std::make_unique<std::atomic<int64_t>[]>(o.num_shards);
@@ -1140,6 +1198,10 @@ void QueueStore::DepthMirror::Apply(StateBatch& batch) {
     total.fetch_add(delta, std::memory_order_relaxed);
   }
   batch.finished_depth_.clear();
+  if (batch.finished_deferred_ != 0) {
+    deferred.fetch_add(batch.finished_deferred_, std::memory_order_relaxed);
+    batch.finished_deferred_ = 0;
+  }
 }
 
 QueueStore::~QueueStore() {
@@ -2102,6 +2164,10 @@ absl::StatusOr<int64_t> QueueStore::BlockedRecipients() {
 
 absl::StatusOr<int64_t> QueueStore::TotalDepth() {
   return depth_.total.load(std::memory_order_relaxed);
+}
+
+int64_t QueueStore::DeferredTotal() const {
+  return depth_.deferred.load(std::memory_order_relaxed);
 }
 
 }  // namespace salvo::storage

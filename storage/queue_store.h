@@ -259,6 +259,7 @@ class StateBatch {
   std::vector<std::pair<uint16_t, int64_t>> finished_depth_;
   std::vector<std::pair<std::pair<uint64_t, uint8_t>, int64_t>>
       finished_counts_;
+  int64_t finished_deferred_ = 0;  // sum of the kDeferred deltas
   size_t ops_ = 0;
   friend class QueueStore;
 };
@@ -346,6 +347,12 @@ class QueueStore {
   // Queue entries over every shard and lane, from the in-memory mirror of
   // the 'D' counters (see QueueDepth). O(1), any thread.
   absl::StatusOr<int64_t> TotalDepth();
+  // Queue entries waiting for a retry after a deferral (the sum of every
+  // content's deferred gauge), from memory like TotalDepth; stored merged
+  // under one meta key. The expander leaves them out of its window: they
+  // are due later, and a destination that defers everything would
+  // otherwise fill the window and stop the expansion of the others.
+  int64_t DeferredTotal() const;
 
   // Any thread. `done` runs on the committer thread after the batch is
   // written, and after the WAL is synced when `durable` (and Options::sync).
@@ -484,6 +491,7 @@ class QueueStore {
   struct DepthMirror {
     std::unique_ptr<std::atomic<int64_t>[]> shard;
     std::atomic<int64_t> total{0};
+    std::atomic<int64_t> deferred{0};  // DeferredTotal
     // Adds the batch's finished deltas (after its write succeeded).
     void Apply(StateBatch& batch);
   };

@@ -8,6 +8,7 @@ per block recipient."""
 import http.client
 import os
 import shutil
+import socket
 import tempfile
 import time
 import unittest
@@ -37,14 +38,17 @@ class BlocksE2eTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def salvo(self, sink):
-        return Salvo(os.path.join(self.work, "spool"), {
+    def salvo(self, sink, **extra):
+        over = {
             "routes": f'[{{domain="*", host="127.0.0.1", port={sink.port}}}]',
             "server.loops": 2,
             "spool.expand_window": WINDOW,
             "limits.upload_chunk_recipients": CHUNK,
             "delivery.max_connections_per_host": 2,
-        }, log_path=os.path.join(self.work, "salvo.log"))
+        }
+        over.update(extra)
+        return Salvo(os.path.join(self.work, "spool"), over,
+                     log_path=os.path.join(self.work, "salvo.log"))
 
     def stream_campaign(self, s, send_at=None):
         c = {"from": "news@shop.blocks.test", "subject": "Hi {{name}}",
@@ -142,6 +146,85 @@ class BlocksE2eTest(unittest.TestCase):
                 self.assertEqual(body["rescheduled"], 3000, body)
                 c = s.wait_settled(later, timeout=60)
                 self.assertEqual(c["delivered"], 3000, c)
+                self.assertEqual(s.stop(), 0, s.tail_log())
+
+    def test_reschedule_racing_expansion_moves_every_recipient(self):
+        """A campaign far larger than the window is rescheduled while it is
+        being expanded and delivered: blocks move on the expander thread,
+        then the loops move what was already expanded. Once the answer is
+        in, only recipients leased before it (at most max_in_flight_per_loop
+        per loop) may still be delivered before the new send_at; afterwards
+        every recipient arrives exactly once."""
+        n, loops, bound = 40000, 2, 100
+        with peers.SmtpSink() as sink:
+            with self.salvo(sink, **{"delivery.max_in_flight_per_loop":
+                                     bound}) as s:
+                cid = self.stream_campaign(s)
+                status, body = self.upload(s, cid, ndjson(0, n))
+                self.assertEqual(status, 200, body)
+                deadline = time.monotonic() + 60
+                while s.counts(cid)["delivered"] < 1000:
+                    self.assertLess(time.monotonic(), deadline,
+                                    s.counts(cid))
+                    time.sleep(0.02)
+                before = s.counts(cid)
+                send_at = time.time() + 6
+                status, body = s.request(
+                    "POST", f"/v1/campaigns/{cid}/reschedule",
+                    {"send_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                              time.gmtime(send_at))})
+                self.assertEqual(status, 200, body)
+                at_answer = s.counts(cid)
+                # Still mid-campaign: blocks were left to move.
+                self.assertLess(at_answer["delivered"], n - 10 * WINDOW,
+                                at_answer)
+                moved = body["rescheduled"]
+                self.assertLessEqual(moved, n - before["delivered"], body)
+                self.assertGreaterEqual(
+                    moved, n - at_answer["delivered"] - loops * bound,
+                    (body, at_answer))
+                # Up to 1 s before the new time: only the leased ones.
+                time.sleep(max(0.0, send_at - 1 - time.time()))
+                early = s.counts(cid)
+                self.assertLessEqual(
+                    early["delivered"], at_answer["delivered"] + loops * bound,
+                    (at_answer, early))
+                self.assertLessEqual(sink.message_count(),
+                                     at_answer["delivered"] + loops * bound)
+                c = s.wait_settled(cid, timeout=90)
+                self.assertEqual(c["delivered"], n, c)
+                self.assertEqual((c["bounced"], c["expired"], c["cancelled"],
+                                  c["queued"]), (0, 0, 0, 0), c)
+                sink.wait_for(n)
+                self.assertEqual(sink.message_count(), n)
+                self.assertEqual(s.stop(), 0, s.tail_log())
+
+    def test_deferred_recipients_do_not_hold_the_window(self):
+        """Half of a campaign goes to a domain whose MX refuses connections
+        (every attempt defers, the retry is a minute away), half to a
+        working one. The deferred entries wait in the queue; they must not
+        count against the expansion window, or the expander stops once
+        WINDOW of them wait and the working domain's recipients never get
+        expanded."""
+        n = 6 * WINDOW
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        with peers.SmtpSink() as sink:
+            routes = (f'[{{domain="d0.blocks.test", host="127.0.0.1", '
+                      f'port={closed}}}, {{domain="*", host="127.0.0.1", '
+                      f'port={sink.port}}}]')
+            with self.salvo(sink, routes=routes) as s:
+                cid = self.stream_campaign(s)
+                status, body = self.upload(s, cid, ndjson(0, n, domains=2))
+                self.assertEqual(status, 200, body)
+                deadline = time.monotonic() + 30
+                c = s.counts(cid)
+                while (c["delivered"], c["deferred"]) != (n // 2, n // 2):
+                    self.assertLess(time.monotonic(), deadline, c)
+                    time.sleep(0.1)
+                    c = s.counts(cid)
+                self.assertEqual(sink.message_count(), n // 2)
                 self.assertEqual(s.stop(), 0, s.tail_log())
 
 

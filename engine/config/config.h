@@ -52,7 +52,8 @@ struct Config {
   // Outcomes are written at once without fsync; the WAL is synced this soon.
   absl::Duration outcome_sync_interval = absl::Milliseconds(50);
   // Upload chunks are stored as recipient blocks and expanded into queue
-  // entries while the queue depth is below this; 0: no blocks.
+  // entries while the queue depth (less the entries waiting for a retry) is
+  // below this; 0: no blocks.
   int expand_window = 200000;
 
   // [limits]
