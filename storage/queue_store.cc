@@ -915,8 +915,10 @@ absl::StatusOr<int64_t> InitDeferredTotal(rocksdb::DB* db) {
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
   for (it->Seek("N"); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key();
-    if (k.size() != 10 || it->value().size() != 8 ||
-        static_cast<uint8_t>(k[9]) !=
+    // CounterKey: 'N' content_id:u64 counter:u8.
+    constexpr size_t kCounterKeySize = 1 + 8 + 1;
+    if (k.size() != kCounterKeySize || it->value().size() != 8 ||
+        static_cast<uint8_t>(k[kCounterKeySize - 1]) !=
             static_cast<uint8_t>(Counter::kDeferred)) {
       continue;
     }

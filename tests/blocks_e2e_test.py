@@ -20,9 +20,11 @@ WINDOW = 1000
 CHUNK = 250
 
 
-def rfc3339(delta_s):
+def rfc3339(delta_s=0.0, at=None):
+    """UTC time `at` (default: now + delta_s), whole seconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                         time.gmtime(time.time() + delta_s))
+                         time.gmtime(at if at is not None
+                                     else time.time() + delta_s))
 
 
 def ndjson(start, stop, domains=5):
@@ -49,6 +51,17 @@ class BlocksE2eTest(unittest.TestCase):
         over.update(extra)
         return Salvo(os.path.join(self.work, "spool"), over,
                      log_path=os.path.join(self.work, "salvo.log"))
+
+    def wait_counts(self, s, cid, pred, timeout, poll=0.1):
+        """Polls the campaign's counts until pred(counts) holds; fails the
+        test with the last counts after `timeout` s. Returns the counts."""
+        deadline = time.monotonic() + timeout
+        c = s.counts(cid)
+        while not pred(c):
+            self.assertLess(time.monotonic(), deadline, c)
+            time.sleep(poll)
+            c = s.counts(cid)
+        return c
 
     def stream_campaign(self, s, send_at=None):
         c = {"from": "news@shop.blocks.test", "subject": "Hi {{name}}",
@@ -127,12 +140,8 @@ class BlocksE2eTest(unittest.TestCase):
                 status, body = s.request(
                     "POST", f"/v1/campaigns/{doomed}/cancel")
                 self.assertEqual(status, 200, body)
-                deadline = time.monotonic() + 30
-                while s.counts(doomed)["cancelled"] < 1000:
-                    self.assertLess(time.monotonic(), deadline,
-                                    s.counts(doomed))
-                    time.sleep(0.1)
-                c = s.counts(doomed)
+                c = self.wait_counts(s, doomed,
+                                     lambda c: c["cancelled"] >= 1000, 30)
                 self.assertEqual((c["accepted"], c["cancelled"], c["queued"]),
                                  (1000, 1000, 0), c)
                 status, ev = s.request(
@@ -162,17 +171,12 @@ class BlocksE2eTest(unittest.TestCase):
                 cid = self.stream_campaign(s)
                 status, body = self.upload(s, cid, ndjson(0, n))
                 self.assertEqual(status, 200, body)
-                deadline = time.monotonic() + 60
-                while s.counts(cid)["delivered"] < 1000:
-                    self.assertLess(time.monotonic(), deadline,
-                                    s.counts(cid))
-                    time.sleep(0.02)
-                before = s.counts(cid)
+                before = self.wait_counts(
+                    s, cid, lambda c: c["delivered"] >= 1000, 60, poll=0.02)
                 send_at = time.time() + 6
                 status, body = s.request(
                     "POST", f"/v1/campaigns/{cid}/reschedule",
-                    {"send_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                              time.gmtime(send_at))})
+                    {"send_at": rfc3339(at=send_at)})
                 self.assertEqual(status, 200, body)
                 at_answer = s.counts(cid)
                 # Still mid-campaign: blocks were left to move.
@@ -218,12 +222,9 @@ class BlocksE2eTest(unittest.TestCase):
                 cid = self.stream_campaign(s)
                 status, body = self.upload(s, cid, ndjson(0, n, domains=2))
                 self.assertEqual(status, 200, body)
-                deadline = time.monotonic() + 30
-                c = s.counts(cid)
-                while (c["delivered"], c["deferred"]) != (n // 2, n // 2):
-                    self.assertLess(time.monotonic(), deadline, c)
-                    time.sleep(0.1)
-                    c = s.counts(cid)
+                self.wait_counts(
+                    s, cid, lambda c: (c["delivered"], c["deferred"]) ==
+                    (n // 2, n // 2), 30)
                 self.assertEqual(sink.message_count(), n // 2)
                 self.assertEqual(s.stop(), 0, s.tail_log())
 
