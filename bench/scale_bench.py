@@ -28,6 +28,7 @@ salvo_scale queued=N rss_max_mib=.. hwm_mib=.. rate=.. base_rate=..
   rate_ratio=.. restart_s=.. ingest_s=.."""
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -124,6 +125,37 @@ def wait_counts(salvo, cid, pred, timeout, poll=0.2):
         time.sleep(poll)
 
 
+def thread_ticks(pid):
+    """{thread group: utime + stime ticks} of a process's threads, grouped
+    by name with digits dropped (salvo-loop0 and salvo-loop1 -> salvo-loop;
+    RocksDB's rocksdb:high0 -> rocksdb:high)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+            name = re.sub(r"[0-9]+$", "", head.split("(", 1)[1])
+            fields = rest.split()
+            out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def per_thread_us(before, after, n):
+    """' name=us/msg ...' for thread groups that used CPU between the two
+    samples, the busiest first."""
+    hz = os.sysconf("SC_CLK_TCK")
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return " ".join(f"{k}={v / hz / max(1, n) * 1e6:.1f}"
+                    for k, v in sorted(d.items(), key=lambda kv: -kv[1])
+                    if v > 0)
+
+
 def delivery_rate(salvo, sink, cid, queued, window, warmup=2.0):
     """Resumes `cid`; (delivered, seconds) over `window` s after warm-up
     (shorter if 95% of `queued` is reached first). Also prints the CPU time
@@ -134,17 +166,20 @@ def delivery_rate(salvo, sink, cid, queued, window, warmup=2.0):
     time.sleep(warmup)
     t0, d0 = time.monotonic(), salvo.counts(cid)["delivered"]
     cpu0 = (cpu_ticks(salvo.proc.pid), cpu_ticks(sink.proc.pid))
+    threads0 = thread_ticks(salvo.proc.pid)
     print(f"# window of {queued} opens", file=sys.stderr, flush=True)
     c = wait_counts(salvo, cid, lambda c: c["delivered"] >= 0.95 * queued,
                     window, poll=0.1)
     dt = max(1e-3, time.monotonic() - t0)
     cpu1 = (cpu_ticks(salvo.proc.pid), cpu_ticks(sink.proc.pid))
+    threads1 = thread_ticks(salvo.proc.pid)
     n = c["delivered"] - d0
     rate = n / dt
     us = [(b - a) / os.sysconf("SC_CLK_TCK") / max(1, n) * 1e6
           for a, b in zip(cpu0, cpu1)]
     print(f"# window of {queued} closes: {n} in {dt:.1f}s = {rate:.0f}/s; "
-          f"cpu per message: salvo {us[0]:.1f} us, sink {us[1]:.1f} us",
+          f"cpu per message: salvo {us[0]:.1f} us, sink {us[1]:.1f} us "
+          f"(salvo threads, us:{per_thread_us(threads0, threads1, n)})",
           file=sys.stderr, flush=True)
     return n, dt, us[0]
 
