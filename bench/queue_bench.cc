@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -131,10 +132,11 @@ void BM_ScanDueLease(benchmark::State& state) {
 BENCHMARK(BM_ScanDueLease)->UseRealTime();
 
 // The expander's write: a block of kBlock recipients over 50 domains becomes
-// queue entries in 64 shards (one WriteBatch), into a memtable that already
-// holds the previous blocks' entries; untimed, the entries of the block
-// before the previous one are acked (SingleDelete at each lane's front, as
-// the loops do), so the store holds about two blocks, as with a window.
+// run entries in 64 shards (one WriteBatch), into a memtable that already
+// holds the previous blocks' runs; untimed, the runs of the block before the
+// previous one are delivered as the loops do (each member's event, then the
+// run's removal at each lane's front), so the store holds about two blocks,
+// as with a window.
 void BM_ExpandBlock(benchmark::State& state) {
   constexpr int kBlock = 10000;
   TempStore store(false);
@@ -150,7 +152,8 @@ void BM_ExpandBlock(benchmark::State& state) {
     f->set_value("C" + std::to_string(i));
   }
   const std::string payload = block.SerializeAsString();
-  std::vector<std::vector<QueueKey>> written;
+  std::vector<std::vector<QueueEntry>> written;  // runs, per block
+  std::set<uint64_t> seen;
   std::vector<bool> shard_used(store->num_shards());
   uint64_t first_id = 1;
   int64_t allocs = 0;
@@ -168,8 +171,8 @@ void BM_ExpandBlock(benchmark::State& state) {
     if (!store->WriteUnsynced(b).ok()) std::abort();
     allocs += salvo::bench::Allocations() - before;
     state.PauseTiming();
-    // What was written, to ack it two blocks later.
-    std::vector<QueueKey> keys;
+    // What was written, to deliver it two blocks later.
+    std::vector<QueueEntry> runs;
     std::vector<QueueEntry> out;
     for (uint16_t shard = 0; shard < store->num_shards(); ++shard) {
       std::string cursor;
@@ -177,17 +180,25 @@ void BM_ExpandBlock(benchmark::State& state) {
                .ok()) {
         std::abort();
       }
-      for (const QueueEntry& e : out) {
-        if (e.key.id >= key.first_id) keys.push_back(e.key);
+      for (QueueEntry& e : out) {
+        if (seen.insert(e.key.id).second) runs.push_back(std::move(e));
       }
     }
-    written.push_back(std::move(keys));
+    written.push_back(std::move(runs));
     if (written.size() > 2) {
       StateBatch acks;
       Outcome o;
       o.set_reply("250 ok");
-      for (const QueueKey& k : written.front()) {
-        acks.Delivered(k, MakeRecipient(k.id), o);
+      for (const QueueEntry& run : written.front()) {
+        for (const Recipient& m : run.rec.members()) {
+          QueueKey k = run.key;
+          k.id = m.id();
+          Recipient rec = m;
+          rec.set_content_id(run.rec.content_id());
+          acks.Delivered(k, rec, o, StateBatch::Entry::kRunMember);
+        }
+        acks.RemoveRun(run.key);
+        seen.erase(run.key.id);
       }
       if (!store->WriteUnsynced(acks).ok()) std::abort();
       written.erase(written.begin());

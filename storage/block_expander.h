@@ -1,8 +1,9 @@
-// Recipient blocks -> queue entries, a bounded window at a time.
+// Recipient blocks -> run entries (one queue key per shard's slice of a
+// block; StateBatch::ExpandBlock), a bounded window at a time.
 //
 // A campaign upload is spooled as blocks (StateBatch::PutBlock, one per
-// chunk); only while the queue depth (the 'D' counters: entries expanded and
-// not final) minus the entries waiting for a retry (DeferredTotal: a
+// chunk); only while the queue depth (the 'D' counters: recipients expanded
+// and not final) minus the entries waiting for a retry (DeferredTotal: a
 // destination that defers everything must not stop the others) is below
 // Options::window are due blocks expanded, in key order
 // per bulk lane and round robin over the lanes, one WriteBatch per block
@@ -10,7 +11,7 @@
 // exist). Blocks of a paused content stay; blocks of a cancelled content
 // become cancelled recipients. The blocks are the state: nothing in RAM
 // survives or needs to.
-// In: a QueueStore. Out: 'Q' entries, and on_expanded(shard, lane, due_ms,
+// In: a QueueStore. Out: 'Q' run entries, and on_expanded(shard, lane, due_ms,
 // after_id) for every shard a block touched (after the write).
 // Threads: any; calls are serialized by an internal mutex (the engine runs
 // them on its expander thread; never on the committer thread, since a

@@ -72,8 +72,8 @@ class BlocksTest : public ::testing::Test {
     return first;
   }
 
-  // Every queue entry, by id.
-  std::map<uint64_t, QueueEntry> Queued() {
+  // Every queue entry as stored (runs whole), by key id.
+  std::map<uint64_t, QueueEntry> Stored() {
     std::map<uint64_t, QueueEntry> all;
     for (int s = 0; s < kShards; ++s) {
       for (int l = 0; l < kNumLanes; ++l) {
@@ -86,6 +86,66 @@ class BlocksTest : public ::testing::Test {
       }
     }
     return all;
+  }
+
+  // Every queued recipient by recipient id, as the delivery loop leases
+  // them: a run's members one by one (key: the run's shard, lane and due
+  // time with the member's id; content, accept time and expiry the run's),
+  // and in *run_of (if given) the key of the run each came from.
+  std::map<uint64_t, QueueEntry> Queued(
+      std::map<uint64_t, QueueKey>* run_of = nullptr) {
+    std::map<uint64_t, QueueEntry> all;
+    for (auto& [id, e] : Stored()) {
+      if (!IsRun(e.rec)) {
+        all[id] = e;
+        continue;
+      }
+      for (const Recipient& m : e.rec.members()) {
+        QueueEntry& member = all[m.id()];
+        member.key = e.key;
+        member.key.id = m.id();
+        member.rec = m;
+        member.rec.clear_id();
+        member.rec.set_content_id(e.rec.content_id());
+        member.rec.set_accepted_ms(e.rec.accepted_ms());
+        member.rec.set_expires_ms(e.rec.expires_ms());
+        if (run_of != nullptr) (*run_of)[m.id()] = e.key;
+      }
+    }
+    return all;
+  }
+
+  // Delivers the first n recipients of Queued() (in id order) in one batch,
+  // as the loop does: run members leave their run's key, and each run whose
+  // members are then all done is removed in a second batch.
+  void Deliver(int n) {
+    std::map<uint64_t, QueueKey> run_of;
+    std::map<uint64_t, QueueEntry> entries = Queued(&run_of);
+    std::map<uint64_t, std::pair<QueueKey, int>> open;  // run id -> left
+    for (const auto& [id, key] : run_of) {
+      auto& [k, left] = open[key.id];
+      k = key;
+      ++left;
+    }
+    StateBatch batch;
+    for (auto& [id, e] : entries) {
+      if (n-- == 0) break;
+      Outcome o;
+      o.set_at_ms(kNow);
+      auto run = run_of.find(id);
+      batch.Delivered(e.key, e.rec, o,
+                      run == run_of.end() ? StateBatch::Entry::kOwn
+                                          : StateBatch::Entry::kRunMember);
+      if (run != run_of.end()) --open[run->second.id].second;
+    }
+    ASSERT_TRUE(store_->CommitNow(std::move(batch), true).ok());
+    StateBatch removals;
+    for (const auto& [id, run] : open) {
+      if (run.second == 0) removals.RemoveRun(run.first);
+    }
+    if (!removals.empty()) {
+      ASSERT_TRUE(store_->CommitNow(std::move(removals), true).ok());
+    }
   }
 
   std::vector<QueueStore::EventEntry> Events(uint64_t recipient = 0,
@@ -145,7 +205,7 @@ TEST_F(BlocksTest, DamagedPayloadsAreRefusedWhole) {
   {
     StateBatch ok;
     ASSERT_TRUE(ok.ExpandBlock(keys[0], payload, *store_, &shards).ok());
-    EXPECT_GE(ok.Finish()->Count(), 2u + 10u);  // block, entries, depths
+    EXPECT_GE(ok.Finish()->Count(), 2u + 5u);  // block, runs, depths
   }
   BlockKey wrong_count = keys[0];
   wrong_count.count = 11;
@@ -208,26 +268,153 @@ TEST_F(BlocksTest, ExpandsWholeBlocksWhileDepthIsBelowTheWindow) {
   // Full window: nothing more until entries become final.
   EXPECT_EQ(*ex.Pass(kNow), 0);
   // Deliver 10: depth 20 < 25 lets one more block in (30), then it is full.
-  auto deliver = [&](std::map<uint64_t, QueueEntry> entries, int n) {
-    StateBatch batch;
-    for (auto& [id, e] : entries) {
-      if (n-- == 0) break;
-      Outcome o;
-      o.set_at_ms(kNow);
-      batch.Delivered(e.key, e.rec, o);
-    }
-    ASSERT_TRUE(store_->CommitNow(std::move(batch), true).ok());
-  };
-  deliver(q, 10);
+  Deliver(10);
   EXPECT_EQ(*ex.Pass(kNow), 10);
   EXPECT_EQ(*ex.Pass(kNow), 0);
   EXPECT_EQ(*store_->TotalDepth(), 30);
-  deliver(Queued(), 30);
+  Deliver(30);
   EXPECT_EQ(*ex.Pass(kNow), 10);
   EXPECT_EQ(*store_->BlockedRecipients(), 0);
   auto counts = store_->GetCounts(kContent);
   EXPECT_EQ(counts->accepted, 50);
   EXPECT_EQ(counts->delivered, 40);
+  EXPECT_EQ(Queued().size(), 10u);
+  for (int s = 0; s < kShards; ++s) {
+    EXPECT_EQ(*store_->CountQueued(s), *store_->QueueDepth(s)) << s;
+  }
+}
+
+// A block becomes one run entry per shard (at most kMaxRunMembers members
+// each, in upload order), not one entry per recipient; the depth counts
+// members.
+TEST_F(BlocksTest, BlocksBecomeRunsOfOneShardEach) {
+  constexpr int kN = 1500;  // 300 per domain: more than one run a shard
+  const uint64_t first = PutBlock(kN);
+  BlockExpander ex(store_.get(), {/*window=*/1 << 20, 0}, nullptr);
+  ASSERT_EQ(*ex.Pass(kNow), kN);
+  std::map<uint16_t, int> per_shard;
+  for (int i = 0; i < kN; ++i) {
+    const std::string a = Address(i);
+    ++per_shard[store_->ShardForDomain(a.substr(a.find('@') + 1))];
+  }
+  size_t want_runs = 0;
+  for (const auto& [shard, n] : per_shard) {
+    want_runs += (n + kMaxRunMembers - 1) / kMaxRunMembers;
+    EXPECT_EQ(*store_->QueueDepth(shard), n) << shard;
+  }
+  auto stored = Stored();
+  ASSERT_EQ(stored.size(), want_runs);
+  std::set<uint64_t> ids;
+  for (const auto& [run_id, e] : stored) {
+    ASSERT_TRUE(IsRun(e.rec));
+    EXPECT_LE(e.rec.members_size(), kMaxRunMembers);
+    EXPECT_EQ(e.rec.epoch(), store_->epoch());
+    EXPECT_EQ(e.rec.content_id(), kContent);
+    EXPECT_EQ(e.rec.accepted_ms(), kNow - 5);
+    EXPECT_EQ(e.rec.expires_ms(), kNow + 1000);
+    EXPECT_EQ(e.key.due_ms, kNow);
+    EXPECT_GT(run_id, first + kN - 1);  // fresh ids
+    EXPECT_TRUE(e.rec.address().empty());
+    uint64_t last = 0;
+    for (const Recipient& m : e.rec.members()) {
+      const int i = static_cast<int>(m.id() - first);
+      ASSERT_GE(i, 0);
+      ASSERT_LT(i, kN);
+      EXPECT_GT(m.id(), last);  // upload order
+      last = m.id();
+      EXPECT_EQ(m.address(), Address(i));
+      ASSERT_EQ(m.fields_size(), 1);
+      EXPECT_EQ(m.fields(0).value(), std::to_string(i));
+      const std::string& a = m.address();
+      EXPECT_EQ(e.key.shard, store_->ShardForDomain(a.substr(a.find('@') + 1)));
+      EXPECT_TRUE(ids.insert(m.id()).second);
+    }
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kN));
+  for (int s = 0; s < kShards; ++s) {
+    EXPECT_EQ(*store_->CountQueued(s), *store_->QueueDepth(s)) << s;
+  }
+}
+
+// A member's outcome leaves its run's key alone (the run is removed once
+// every member is done); a deferred member becomes an entry of its own. A
+// member with a stored event reads as done (MembersWithEvents).
+TEST_F(BlocksTest, RunMembersFinishApartFromTheirRun) {
+  PutBlock(40);
+  BlockExpander ex(store_.get(), {1 << 20, 0}, nullptr);
+  ASSERT_EQ(*ex.Pass(kNow), 40);
+  auto stored = Stored();
+  const QueueEntry* run = nullptr;
+  for (const auto& [id, e] : stored) {
+    if (e.rec.members_size() >= 3) run = &e;
+  }
+  ASSERT_NE(run, nullptr);
+  const QueueKey run_key = run->key;
+  const uint16_t shard = run_key.shard;
+  const int64_t depth = *store_->QueueDepth(shard);
+  std::vector<uint64_t> ids;
+  for (const Recipient& m : run->rec.members()) ids.push_back(m.id());
+  auto queued = Queued();
+  const QueueEntry m0 = queued[ids[0]];
+  const QueueEntry m1 = queued[ids[1]];
+
+  StateBatch batch;
+  Outcome delivered;
+  delivered.set_at_ms(kNow);
+  delivered.set_reply("250 ok");
+  batch.Delivered(m0.key, m0.rec, delivered, StateBatch::Entry::kRunMember);
+  Outcome later;
+  later.set_at_ms(kNow);
+  later.set_reply("451 later");
+  const QueueKey own =
+      batch.Defer(m1.key, m1.rec, kNow + 100, later,
+                  StateBatch::Entry::kRunMember);
+  ASSERT_TRUE(store_->CommitNow(std::move(batch), true).ok());
+  EXPECT_EQ(*store_->QueueDepth(shard), depth - 1);  // the deferral stays
+  stored = Stored();
+  EXPECT_EQ(stored.count(run_key.id), 1u);  // the run is still there
+  ASSERT_EQ(stored.count(ids[1]), 1u);      // and the deferred member
+  const QueueEntry& d = stored[ids[1]];
+  EXPECT_EQ(d.key.due_ms, kNow + 100);
+  EXPECT_EQ(d.key.shard, shard);
+  EXPECT_FALSE(IsRun(d.rec));
+  EXPECT_EQ(d.rec.address(), m1.rec.address());
+  EXPECT_EQ(d.rec.attempts(), 1u);
+  EXPECT_TRUE(d.rec.deferred());
+  EXPECT_EQ(own.id, ids[1]);
+  EXPECT_EQ(store_->GetCounts(kContent)->deferred, 1);
+
+  std::vector<bool> has;
+  ASSERT_TRUE(store_->MembersWithEvents(kContent, ids, &has).ok());
+  ASSERT_EQ(has.size(), ids.size());
+  EXPECT_TRUE(has[0]);
+  EXPECT_TRUE(has[1]);
+  for (size_t i = 2; i < ids.size(); ++i) EXPECT_FALSE(has[i]) << i;
+  // Another content's events do not count.
+  ASSERT_TRUE(store_->MembersWithEvents(kContent + 1, ids, &has).ok());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_FALSE(has[i]) << i;
+
+  StateBatch removal;
+  removal.RemoveRun(run_key);
+  ASSERT_TRUE(store_->CommitNow(std::move(removal), true).ok());
+  EXPECT_EQ(Stored().count(run_key.id), 0u);
+  EXPECT_EQ(*store_->QueueDepth(shard), depth - 1);  // counts nothing
+}
+
+TEST_F(BlocksTest, EveryOpenHasTheNextEpoch) {
+  QueueStore::Options o;
+  o.path = TempDir() + "/db";
+  o.num_shards = kShards;
+  uint64_t last = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto s = QueueStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    if (i > 0) {
+      EXPECT_EQ((*s)->epoch(), last + 1);
+    }
+    last = (*s)->epoch();
+  }
+  EXPECT_EQ(last, 3u);
 }
 
 TEST_F(BlocksTest, FutureBlocksWaitAndLanesShareTheWindow) {
@@ -297,6 +484,7 @@ TEST_F(BlocksTest, CancelsAreBoundedPerPassAndPerCall) {
   // The live block behind the cancelled ones is expanded in the same pass.
   EXPECT_EQ(*ex.Pass(kNow), 3);
   EXPECT_EQ(Queued().count(live), 1u);
+  EXPECT_EQ(Queued().size(), 3u);
   EXPECT_EQ(store_->GetCounts(kContent)->cancelled, 8);
   bool more = false;
   EXPECT_EQ(*ex.CancelContent(kContent, kNow, 2, &more), 4);
@@ -353,7 +541,8 @@ TEST_F(BlocksTest, PackedAcceptedEventsListPerRecipientInOrder) {
   Outcome o;
   o.set_at_ms(kNow + 1);
   o.set_reply("250 ok");
-  d.Delivered(q[first + 2].key, q[first + 2].rec, o);
+  d.Delivered(q[first + 2].key, q[first + 2].rec, o,
+              StateBatch::Entry::kRunMember);
   ASSERT_TRUE(store_->CommitNow(std::move(d), true).ok());
 
   std::vector<std::pair<uint64_t, Event::State>> want = {
@@ -471,8 +660,11 @@ TEST(BlockPowerLossTest, AcknowledgedBlockRecipientsSurvive) {
       ASSERT_TRUE(store->ScanDue(s, Lane::kBulk, INT64_MAX, 1 << 20, &cursor,
                                  &out)
                       .ok());
-      for (const QueueEntry& e : out) present.insert(e.rec.address());
-      queued += static_cast<int64_t>(out.size());
+      for (const QueueEntry& e : out) {
+        ASSERT_TRUE(IsRun(e.rec));
+        for (const Recipient& m : e.rec.members()) present.insert(m.address());
+        queued += e.rec.members_size();
+      }
     }
     EXPECT_EQ(*store->TotalDepth(), queued);
     EXPECT_EQ(store->GetCounts(kContent)->accepted,

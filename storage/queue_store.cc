@@ -49,6 +49,8 @@ constexpr char kMetaDepthKey[] = "Mdepth_counters";
 // int64 LE, merge-added: the sum of every content's kDeferred gauge
 // (QueueStore::DeferredTotal). Absent in stores written before it.
 constexpr char kMetaDeferredKey[] = "Mdeferred_total";
+// int64 LE: the number of the last Open (QueueStore::epoch).
+constexpr char kMetaEpochKey[] = "Mepoch";
 // Present once every key lives in its column family (column_families.h).
 constexpr char kMetaLayoutKey[] = "Mcf_layout";
 // Its value: "1" = default/events/blocks; "2" = also suppressions; "3" =
@@ -372,9 +374,12 @@ void StateBatch::SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
 }
 
 void StateBatch::Final(const QueueKey& key, const Recipient& rec,
-                       const Outcome& o, Counter counter, Event::State event) {
-  char kbuf[kQueueKeySize];
-  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+                       const Outcome& o, Counter counter, Event::State event,
+                       Entry entry) {
+  if (entry == Entry::kOwn) {
+    char kbuf[kQueueKeySize];
+    RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  }
   PutOutcomeEvent(key, rec, o, event);
   Count(rec.content_id(), counter, 1);
   CountDepth(key, -1);
@@ -383,28 +388,28 @@ void StateBatch::Final(const QueueKey& key, const Recipient& rec,
 }
 
 void StateBatch::Delivered(const QueueKey& key, const Recipient& rec,
-                           const Outcome& o) {
-  Final(key, rec, o, Counter::kDelivered, Event::DELIVERED);
+                           const Outcome& o, Entry entry) {
+  Final(key, rec, o, Counter::kDelivered, Event::DELIVERED, entry);
 }
 
 void StateBatch::Bounced(const QueueKey& key, const Recipient& rec,
-                         const Outcome& o) {
-  Final(key, rec, o, Counter::kBounced, Event::BOUNCED);
+                         const Outcome& o, Entry entry) {
+  Final(key, rec, o, Counter::kBounced, Event::BOUNCED, entry);
 }
 
 void StateBatch::Expired(const QueueKey& key, const Recipient& rec,
-                         const Outcome& o) {
-  Final(key, rec, o, Counter::kExpired, Event::EXPIRED);
+                         const Outcome& o, Entry entry) {
+  Final(key, rec, o, Counter::kExpired, Event::EXPIRED, entry);
 }
 
 void StateBatch::Cancelled(const QueueKey& key, const Recipient& rec,
-                           const Outcome& o) {
-  Final(key, rec, o, Counter::kCancelled, Event::CANCELLED);
+                           const Outcome& o, Entry entry) {
+  Final(key, rec, o, Counter::kCancelled, Event::CANCELLED, entry);
 }
 
 void StateBatch::SuppressedBounce(const QueueKey& key, const Recipient& rec,
-                                  const Outcome& o) {
-  Final(key, rec, o, Counter::kBounced, Event::SUPPRESSED);
+                                  const Outcome& o, Entry entry) {
+  Final(key, rec, o, Counter::kBounced, Event::SUPPRESSED, entry);
 }
 
 void StateBatch::SetContentState(uint64_t content_id, ContentState state) {
@@ -424,7 +429,7 @@ const char* ContentStateName(ContentState s) {
 }
 
 QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
-                           int64_t new_due_ms, const Outcome& o) {
+                           int64_t new_due_ms, const Outcome& o, Entry entry) {
   QueueKey next = key;
   next.due_ms = new_due_ms;
   thread_local Recipient moved;  // reused: CopyFrom keeps capacity
@@ -436,7 +441,9 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
   if (!rec.deferred()) Count(rec.content_id(), Counter::kDeferred, 1);
 
   char kbuf[kQueueKeySize];
-  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  if (entry == Entry::kOwn) {
+    RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  }
   std::string& value = Scratch();
   moved.SerializeToString(&value);
   RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
@@ -446,16 +453,24 @@ QueueKey StateBatch::Defer(const QueueKey& key, const Recipient& rec,
 }
 
 QueueKey StateBatch::Requeue(const QueueKey& key, const Recipient& rec,
-                             int64_t new_due_ms) {
+                             int64_t new_due_ms, Entry entry) {
   QueueKey next = key;
   next.due_ms = new_due_ms;
   char kbuf[kQueueKeySize];
-  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  if (entry == Entry::kOwn) {
+    RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  }
   std::string& value = Scratch();
   rec.SerializeToString(&value);
   RoutedPut(batch_.get(), QueueKeySlice(next, kbuf), value);
   ++ops_;
   return next;
+}
+
+void StateBatch::RemoveRun(const QueueKey& key) {
+  char kbuf[kQueueKeySize];
+  RoutedSingleDelete(batch_.get(), QueueKeySlice(key, kbuf));
+  ++ops_;
 }
 
 rocksdb::WriteBatch* StateBatch::Finish() {
@@ -1150,6 +1165,20 @@ absl::StatusOr<std::unique_ptr<QueueStore>> QueueStore::Open(
         " (the shard count is fixed at creation)"));
   }
 
+  {
+    // This Open's epoch, stored before any run can carry it.
+    std::string value;
+    s = db->Get(rocksdb::ReadOptions(), kMetaEpochKey, &value);
+    if (!s.ok() && !s.IsNotFound()) return ToAbsl(s, "read epoch");
+    store->epoch_ =
+        static_cast<uint64_t>(s.ok() ? DecodeInt64Le(value) : 0) + 1;
+    char buf[8];
+    EncodeInt64Le(static_cast<int64_t>(store->epoch_), buf);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, kMetaEpochKey, rocksdb::Slice(buf, 8));
+    if (!s.ok()) return ToAbsl(s, "write epoch");
+  }
   absl::Status depth = InitDepthCounters(db);
   if (!depth.ok()) return depth;
   absl::StatusOr<int64_t> deferred = InitDeferredTotal(db);
@@ -1288,8 +1317,10 @@ absl::Status QueueStore::CommitNow(StateBatch batch, bool durable) {
 absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
                                  size_t max, std::string* cursor,
                                  std::vector<QueueEntry>* out,
-                                 int64_t* next_due_ms) {
+                                 int64_t* next_due_ms, size_t max_recipients,
+                                 bool* limited) {
   if (next_due_ms != nullptr) *next_due_ms = -1;
+  if (limited != nullptr) *limited = false;
   const std::string start = QueueLanePrefix(shard, lane);
   const std::string end = PrefixEnd(start);
   rocksdb::Slice upper(end);
@@ -1302,7 +1333,12 @@ absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
   if (resume && it->Valid() && it->key() == rocksdb::Slice(*cursor)) it->Next();
 
   size_t n = 0;
-  for (; it->Valid() && n < max; it->Next()) {
+  size_t recipients = 0;
+  for (; it->Valid(); it->Next()) {
+    if (n >= max || recipients >= max_recipients) {
+      if (limited != nullptr) *limited = true;
+      break;
+    }
     const rocksdb::Slice k = it->key();
     QueueKey key;
     if (!DecodeQueueKey(absl::string_view(k.data(), k.size()), &key)) {
@@ -1321,6 +1357,7 @@ absl::Status QueueStore::ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
       return absl::DataLossError(
           absl::StrCat("unparsable recipient ", IdToHex(key.id)));
     }
+    recipients += IsRun(e.rec) ? e.rec.members_size() : 1;
     ++n;
   }
   if (!it->status().ok()) return ToAbsl(it->status(), "scan due");
@@ -1678,9 +1715,40 @@ absl::StatusOr<int64_t> QueueStore::CountQueued(uint16_t shard) {
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, HandleFor('Q')));
   int64_t n = 0;
-  for (it->Seek(start); it->Valid(); it->Next()) ++n;
+  Recipient rec;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice v = it->value();
+    if (!rec.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      return absl::DataLossError("unparsable queue entry");
+    }
+    n += IsRun(rec) ? rec.members_size() : 1;
+  }
   if (!it->status().ok()) return ToAbsl(it->status(), "count queued");
   return n;
+}
+
+absl::Status QueueStore::MembersWithEvents(uint64_t content_id,
+                                           const std::vector<uint64_t>& ids,
+                                           std::vector<bool>* has) {
+  has->assign(ids.size(), false);
+  if (ids.empty()) return absl::OkStatus();
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), HandleFor('E')));
+  // A recipient's events share the key's first 17 bytes ('E' content id).
+  constexpr size_t kRecipientPrefix = 1 + 8 + 8;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    char buf[kEventKeySize];
+    const absl::string_view k = EventKey(content_id, ids[i], 0, buf);
+    it->Seek(rocksdb::Slice(k.data(), k.size()));
+    if (!it->Valid()) {
+      if (!it->status().ok()) return ToAbsl(it->status(), "member events");
+      continue;
+    }
+    const rocksdb::Slice found = it->key();
+    (*has)[i] = found.size() >= kRecipientPrefix &&
+                std::memcmp(found.data(), k.data(), kRecipientPrefix) == 0;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> QueueStore::QueueDepth(uint16_t shard) {
@@ -1919,19 +1987,25 @@ bool RecipientAddress(absl::string_view rec, absl::string_view* address) {
 
 absl::Status StateBatch::ExpandBlock(const BlockKey& key,
                                      absl::string_view payload,
-                                     const QueueStore& store,
+                                     QueueStore& store,
                                      std::vector<bool>* shard_used) {
   // The payload is a serialized RecipientBlock; each recipient (field 4) is
-  // copied as it is stored (address, fields) with content id, accept time
-  // and expiry appended in wire format (Recipient fields 1, 5, 6): no
-  // message is parsed or built (10k recipients a block). A first pass
-  // checks the whole payload, so a damaged one adds nothing.
+  // copied as it is stored (address, fields) with its id appended in wire
+  // format (Recipient field 11) into the run of its shard: no message is
+  // parsed or built (10k recipients a block). The first pass checks the
+  // whole payload and finds every recipient's shard, so a damaged payload
+  // adds nothing.
   const auto bad = [&] {
     return absl::DataLossError(
         absl::StrCat("unparsable block ", IdToHex(key.first_id)));
   };
+  struct Member {
+    absl::string_view rec;
+    uint16_t shard;
+  };
+  thread_local std::vector<Member> members;  // reused: 10k per block
+  members.clear();
   uint64_t content_id = 0, accepted_ms = 0;
-  uint32_t count = 0;
   {
     google::protobuf::io::CodedInputStream in(
         reinterpret_cast<const uint8_t*>(payload.data()),
@@ -1951,12 +2025,36 @@ absl::Status StateBatch::ExpandBlock(const BlockKey& key,
             !RecipientAddress(rec, &address)) {
           return bad();
         }
-        ++count;
+        const size_t at = address.rfind('@');
+        members.push_back(
+            {rec, store.ShardForDomain(at == absl::string_view::npos
+                                           ? absl::string_view()
+                                           : address.substr(at + 1))});
       } else if (!WireFormatLite::SkipField(&in, tag)) {
         return bad();
       }
     }
-    if (!in.ConsumedEntireMessage() || count != key.count) return bad();
+    if (!in.ConsumedEntireMessage() || members.size() != key.count) {
+      return bad();
+    }
+  }
+  // Members by shard, each shard's in upload order (a counting sort).
+  const int num_shards = store.num_shards();
+  thread_local std::vector<uint32_t> start, order;
+  start.assign(num_shards + 1, 0);
+  for (const Member& m : members) ++start[m.shard + 1];
+  size_t runs = 0;
+  for (int shard = 0; shard < num_shards; ++shard) {
+    runs += (start[shard + 1] + kMaxRunMembers - 1) / kMaxRunMembers;
+    start[shard + 1] += start[shard];
+  }
+  order.resize(members.size());
+  {
+    thread_local std::vector<uint32_t> fill;
+    fill.assign(start.begin(), start.end() - 1);
+    for (uint32_t i = 0; i < members.size(); ++i) {
+      order[fill[members[i].shard]++] = i;
+    }
   }
   char bkey[kBlockKeySize];
   RoutedSingleDelete(batch_.get(), BlockKeySlice(key, bkey));
@@ -1965,38 +2063,42 @@ absl::Status StateBatch::ExpandBlock(const BlockKey& key,
   QueueKey qk;
   qk.lane = key.lane;
   qk.due_ms = key.due_ms;
+  uint64_t run_id = runs > 0 ? store.NextIds(static_cast<uint32_t>(runs)) : 0;
   std::string& value = Scratch();
   char kbuf[kQueueKeySize];
-  google::protobuf::io::CodedInputStream in(
-      reinterpret_cast<const uint8_t*>(payload.data()),
-      static_cast<int>(payload.size()));
-  uint64_t i = 0;
-  while (const uint32_t tag = in.ReadTag()) {
-    if (tag != WireFormatLite::MakeTag(
-                   4, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
-      if (!WireFormatLite::SkipField(&in, tag)) return bad();
-      continue;
+  for (size_t from = 0; from < order.size();) {
+    const uint16_t shard = members[order[from]].shard;
+    size_t to = from;
+    while (to < order.size() && to - from < kMaxRunMembers &&
+           members[order[to]].shard == shard) {
+      ++to;
     }
-    absl::string_view rec, address;
-    // Checked by the first pass: cannot fail here.
-    if (!ReadBytesView(in, payload, &rec) || !RecipientAddress(rec, &address)) {
-      return bad();
-    }
-    value.assign(rec.data(), rec.size());
+    // The run: Recipient fields 1, 5, 6 and 12, then its members (10),
+    // each a stored recipient with its id (11) appended.
+    value.clear();
     value.push_back(0x08);
     AppendVarint(content_id, &value);
     value.push_back(0x28);
     AppendVarint(accepted_ms, &value);
     value.push_back(0x30);
     AppendVarint(static_cast<uint64_t>(key.expires_ms), &value);
-    const size_t at = address.rfind('@');
-    qk.shard = store.ShardForDomain(at == absl::string_view::npos
-                                        ? absl::string_view()
-                                        : address.substr(at + 1));
-    qk.id = key.first_id + i++;
+    value.push_back(0x60);
+    AppendVarint(store.epoch(), &value);
+    for (size_t k = from; k < to; ++k) {
+      const absl::string_view rec = members[order[k]].rec;
+      const uint64_t id = key.first_id + order[k];
+      value.push_back(0x52);
+      AppendVarint(rec.size() + 1 + VarintSize(id), &value);
+      value.append(rec.data(), rec.size());
+      value.push_back(0x58);
+      AppendVarint(id, &value);
+    }
+    qk.shard = shard;
+    qk.id = run_id++;
     RoutedPut(batch_.get(), QueueKeySlice(qk, kbuf), value);
-    CountDepth(qk, 1);
-    if (shard_used != nullptr) (*shard_used)[qk.shard] = true;
+    CountDepth(qk, static_cast<int64_t>(to - from));
+    if (shard_used != nullptr) (*shard_used)[shard] = true;
+    from = to;
   }
   ++ops_;
   return absl::OkStatus();

@@ -42,9 +42,19 @@
 // finished within one memtable's life never reaches a file, not even as a
 // tombstone.
 // Recipient blocks: an upload chunk is one block (StateBatch::PutBlock);
-// storage/block_expander.h turns blocks into 'Q' entries, one WriteBatch per
-// block, while the queue depth is below a window. The index ('B') is small,
-// so walking it never reads payloads.
+// storage/block_expander.h turns blocks into 'Q' run entries, one WriteBatch
+// per block, while the queue depth is below a window. The index ('B') is
+// small, so walking it never reads payloads.
+// Runs: a block becomes one 'Q' entry per shard (and per kMaxRunMembers
+// recipients), whose Recipient value lists its members (records.proto), not
+// one entry per recipient: one memtable insert, one flushed key and one
+// removal per run. A member's outcome is written as any recipient's (event,
+// counters, depth -1) but removes no key; a deferred or requeued member
+// becomes an entry of its own. The run is removed (StateBatch::RemoveRun)
+// once every member's outcome is written. A run written under an earlier
+// epoch (a process that died; Options' Open counts epochs) may have members
+// that are done: any 'E' event of a member means its outcome was written
+// (MembersWithEvents), so it is skipped when the run is leased again.
 // A shard is chosen by the recipient's domain, so one loop owns a
 // destination; within a shard and lane, entries sort by due time.
 //
@@ -149,9 +159,20 @@ struct QueueEntry {
   Recipient rec;
 };
 
+// Most members of one run entry (see the key space above).
+inline constexpr int kMaxRunMembers = 256;
+
+// A Recipient read from a queue entry that is a run (its members).
+inline bool IsRun(const Recipient& rec) { return rec.members_size() > 0; }
+
 // Builds one atomic write. Pure: no I/O until QueueStore::Commit().
 class StateBatch {
  public:
+  // What the key of an outcome op names: a queue entry of its own, removed
+  // (or moved) by the op, or a member of a run entry (QueueKey shard, lane
+  // and due time of the run, id the member's recipient id), which leaves
+  // the run's key alone: RemoveRun removes it once every member is done.
+  enum class Entry { kOwn, kRunMember };
   StateBatch();
   ~StateBatch();
   StateBatch(StateBatch&&) noexcept;
@@ -164,23 +185,30 @@ class StateBatch {
   // recipient's event, count it.
   // `rec` is the entry as leased (rec.deferred says whether it was counted
   // in the deferred gauge).
-  void Delivered(const QueueKey& key, const Recipient& rec, const Outcome& o);
-  void Bounced(const QueueKey& key, const Recipient& rec, const Outcome& o);
-  void Expired(const QueueKey& key, const Recipient& rec, const Outcome& o);
-  void Cancelled(const QueueKey& key, const Recipient& rec, const Outcome& o);
+  void Delivered(const QueueKey& key, const Recipient& rec, const Outcome& o,
+                 Entry entry = Entry::kOwn);
+  void Bounced(const QueueKey& key, const Recipient& rec, const Outcome& o,
+               Entry entry = Entry::kOwn);
+  void Expired(const QueueKey& key, const Recipient& rec, const Outcome& o,
+               Entry entry = Entry::kOwn);
+  void Cancelled(const QueueKey& key, const Recipient& rec, const Outcome& o,
+                 Entry entry = Entry::kOwn);
   void SetContentState(uint64_t content_id, ContentState state);
   // Transient failure: move the entry to `new_due` with attempts + 1, the
   // reply and host recorded; enters the deferred gauge on the first deferral.
-  // Returns the new key.
+  // Returns the new key. A run member becomes an entry of its own there.
   QueueKey Defer(const QueueKey& key, const Recipient& rec, int64_t new_due_ms,
-                 const Outcome& o);
+                 const Outcome& o, Entry entry = Entry::kOwn);
   // Move without counting an attempt (throttling, shutdown). Returns new key.
   QueueKey Requeue(const QueueKey& key, const Recipient& rec,
-                   int64_t new_due_ms);
+                   int64_t new_due_ms, Entry entry = Entry::kOwn);
   // Suppressed just before delivery: a bounce in every count (GetOutcome
   // says BOUNCED), but its event is SUPPRESSED.
   void SuppressedBounce(const QueueKey& key, const Recipient& rec,
-                        const Outcome& o);
+                        const Outcome& o, Entry entry = Entry::kOwn);
+  // Removes a run entry whose members are all done (their outcomes were
+  // written in earlier batches). Counts nothing: each member's outcome did.
+  void RemoveRun(const QueueKey& key);
   // Suppressed at accept: never queued nor counted; only a SUPPRESSED event
   // under `recipient_id` (a fresh QueueStore::NextId()).
   void SuppressedAtAccept(uint64_t content_id, uint64_t recipient_id,
@@ -193,15 +221,17 @@ class StateBatch {
   void PutBlock(Lane lane, int64_t due_ms, uint64_t content_id,
                 uint64_t first_id, int64_t accepted_ms, int64_t expires_ms,
                 const std::vector<const Recipient*>& recs);
-  // Block -> queue entries (shard by domain, depth counted); block removed.
-  // `payload` is the block's stored RecipientBlock (QueueStore::
-  // GetBlockPayload), copied recipient by recipient without being parsed
-  // into messages. Sets shard_used[shard] for every shard written.
-  // DataLoss (and nothing added) if it does not parse or does not hold
-  // key.count recipients.
+  // Block -> run entries: its recipients grouped by shard (by domain), in
+  // upload order, at most kMaxRunMembers a run, each run under a fresh id
+  // (QueueStore::NextIds) and store.epoch(); the depth counts every member;
+  // block removed. `payload` is the block's stored RecipientBlock
+  // (QueueStore::GetBlockPayload), copied recipient by recipient without
+  // being parsed into messages. Sets shard_used[shard] for every shard
+  // written. DataLoss (and nothing added) if it does not parse or does not
+  // hold key.count recipients.
   [[nodiscard]] absl::Status ExpandBlock(const BlockKey& key,
                                          absl::string_view payload,
-                                         const QueueStore& store,
+                                         QueueStore& store,
                                          std::vector<bool>* shard_used);
   // Block of a cancelled content: every recipient final as cancelled
   // (CANCELLED event, counter); block removed.
@@ -239,9 +269,10 @@ class StateBatch {
   // Queue depth of (shard, lane): +1 on Enqueue, -1 on a final state;
   // Defer/Requeue keep the lane and so the count.
   void CountDepth(const QueueKey& key, int64_t delta);
-  // Delete the entry, record the outcome's event, count the final state.
+  // Delete the entry (unless a run member), record the outcome's event,
+  // count the final state.
   void Final(const QueueKey& key, const Recipient& rec, const Outcome& o,
-             Counter counter, Event::State event);
+             Counter counter, Event::State event, Entry entry);
   // Writes the 'E' record of an outcome-bearing op.
   void PutOutcomeEvent(const QueueKey& key, const Recipient& rec,
                        const Outcome& o, Event::State state);
@@ -323,6 +354,17 @@ class QueueStore {
   uint16_t ShardForDomain(absl::string_view domain) const;
   // Unique across restarts: (ms since epoch << 20) + counter. Any thread.
   uint64_t NextId();
+  // This Open's number: one more than the last Open's (stored, synced,
+  // before Open returns). Runs carry the epoch that wrote them; a run of an
+  // earlier epoch may hold members whose outcome is already written.
+  uint64_t epoch() const { return epoch_; }
+  // For each of `ids` (recipients of content_id), whether any recipient
+  // event ('E') is stored for it: a run member that has one was done (its
+  // outcome written: delivered, bounced, deferred into an entry of its
+  // own...) before its run was leased again. (*has)[i] answers ids[i].
+  [[nodiscard]] absl::Status MembersWithEvents(uint64_t content_id,
+                                               const std::vector<uint64_t>& ids,
+                                               std::vector<bool>* has);
   // n consecutive ids (the first is returned), as n NextId() calls.
   uint64_t NextIds(uint32_t n);
 
@@ -383,15 +425,20 @@ class QueueStore {
   [[nodiscard]] absl::Status CommitNow(StateBatch batch, bool durable);
 
   // Entries of (shard, lane) with due_ms <= now_ms, strictly after *cursor
-  // (empty: from the start), at most `max`. Replaces the contents of *out
-  // (its elements are reused) and advances *cursor to the last key returned.
-  // When fewer than `max` came back and `next_due_ms` is given, it is set to
+  // (empty: from the start), at most `max` entries and, once they hold
+  // `max_recipients` recipients (a run counts its members), no more
+  // (a run may overshoot it). Replaces the contents of *out (its elements
+  // are reused) and advances *cursor to the last key returned. When the
+  // scan ended before both limits and `next_due_ms` is given, it is set to
   // the due time of the first entry after them that is not due yet, or -1
-  // when the lane holds nothing more after the cursor.
+  // when the lane holds nothing more after the cursor. *limited (if given)
+  // tells whether a limit ended the scan (more may be due).
   [[nodiscard]] absl::Status ScanDue(uint16_t shard, Lane lane, int64_t now_ms,
                                      size_t max, std::string* cursor,
                                      std::vector<QueueEntry>* out,
-                                     int64_t* next_due_ms = nullptr);
+                                     int64_t* next_due_ms = nullptr,
+                                     size_t max_recipients = SIZE_MAX,
+                                     bool* limited = nullptr);
   // Due time of the first entry of (shard, lane) after *cursor, if any.
   absl::StatusOr<std::optional<int64_t>> NextDue(uint16_t shard, Lane lane,
                                                  const std::string& cursor);
@@ -434,7 +481,8 @@ class QueueStore {
       const std::function<bool(const EventEntry&)>& keep,
       std::vector<EventEntry>* out, std::string* last, bool* more);
 
-  // Number of queue entries in a shard (all lanes); O(entries). For tools.
+  // Recipients in the queue entries of a shard (all lanes; a run counts its
+  // members, done or not); O(entries). For tools.
   absl::StatusOr<int64_t> CountQueued(uint16_t shard);
   // Exact number of queue entries in a shard (all lanes): the 'D' counters
   // kept in every state batch, mirrored in memory (read at Open, then
@@ -480,6 +528,7 @@ class QueueStore {
   }
   struct Committer;
   int num_shards_ = 0;
+  uint64_t epoch_ = 0;
   std::atomic<uint64_t> last_id_{0};
   std::unique_ptr<rocksdb::DB> db_;
   // Owned (destroyed before the DB closes), indexed by KeyFamily.

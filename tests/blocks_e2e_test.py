@@ -5,7 +5,6 @@ window plus one block; a graceful restart in the middle resumes from the
 blocks; cancel of a future campaign counts every block recipient as
 cancelled; reschedule moves blocks; GET /v1/events lists one ACCEPTED event
 per block recipient."""
-import http.client
 import os
 import shutil
 import socket
@@ -14,7 +13,7 @@ import time
 import unittest
 
 from tests.lib import peers
-from tests.lib.salvo import API_KEY, Salvo, metric_value
+from tests.lib.salvo import Salvo, metric_value
 
 WINDOW = 1000
 CHUNK = 250
@@ -70,23 +69,12 @@ class BlocksE2eTest(unittest.TestCase):
             c["send_at"] = send_at
         return s.submit_campaign(c)
 
-    def upload(self, s, cid, body):
-        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=120)
-        try:
-            conn.request("POST", f"/v1/campaigns/{cid}/recipients", body=body,
-                         headers={"Authorization": f"Bearer {API_KEY}",
-                                  "Content-Type": "application/x-ndjson"})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode()
-        finally:
-            conn.close()
-
     def test_large_upload_delivers_within_the_window_across_a_restart(self):
         n = 12000
         with peers.SmtpSink() as sink:
             s = self.salvo(sink).start()
             cid = self.stream_campaign(s)
-            status, body = self.upload(s, cid, ndjson(0, n))
+            status, body = s.upload(cid, ndjson(0, n))
             self.assertEqual(status, 200, body)
             self.assertIn(f'"accepted":{n}', body)
             depths, queued_max = [], 0
@@ -129,10 +117,10 @@ class BlocksE2eTest(unittest.TestCase):
         with peers.SmtpSink() as sink:
             with self.salvo(sink) as s:
                 later = self.stream_campaign(s, rfc3339(3600))
-                status, body = self.upload(s, later, ndjson(0, 3000))
+                status, body = s.upload(later, ndjson(0, 3000))
                 self.assertEqual(status, 200, body)
                 doomed = self.stream_campaign(s, rfc3339(3600))
-                status, body = self.upload(s, doomed, ndjson(5000, 6000))
+                status, body = s.upload(doomed, ndjson(5000, 6000))
                 self.assertEqual(status, 200, body)
                 time.sleep(0.5)
                 self.assertEqual(s.counts(later)["delivered"], 0)
@@ -169,7 +157,7 @@ class BlocksE2eTest(unittest.TestCase):
             with self.salvo(sink, **{"delivery.max_in_flight_per_loop":
                                      bound}) as s:
                 cid = self.stream_campaign(s)
-                status, body = self.upload(s, cid, ndjson(0, n))
+                status, body = s.upload(cid, ndjson(0, n))
                 self.assertEqual(status, 200, body)
                 before = self.wait_counts(
                     s, cid, lambda c: c["delivered"] >= 1000, 60, poll=0.02)
@@ -220,7 +208,7 @@ class BlocksE2eTest(unittest.TestCase):
                       f'port={sink.port}}}]')
             with self.salvo(sink, routes=routes) as s:
                 cid = self.stream_campaign(s)
-                status, body = self.upload(s, cid, ndjson(0, n, domains=2))
+                status, body = s.upload(cid, ndjson(0, n, domains=2))
                 self.assertEqual(status, 200, body)
                 self.wait_counts(
                     s, cid, lambda c: (c["delivered"], c["deferred"]) ==

@@ -61,6 +61,16 @@ absl::string_view DomainOf(absl::string_view address) {
   return at == absl::string_view::npos ? address : address.substr(at + 1);
 }
 
+// The address of an entry's (first) recipient.
+absl::string_view FirstAddress(const storage::QueueEntry& e) {
+  return storage::IsRun(e.rec) ? e.rec.members(0).address() : e.rec.address();
+}
+
+// Recipients held by an entry (a run counts its members).
+int64_t RecipientsOf(const storage::QueueEntry& e) {
+  return storage::IsRun(e.rec) ? e.rec.members_size() : 1;
+}
+
 }  // namespace
 
 struct DeliveryCore::Destination {
@@ -171,6 +181,7 @@ DeliveryCore::DeliveryCore(core::Loop& loop, const Options& options,
   scan_read_ = counter(metrics::kScanEntriesReadTotal);
   scan_skipped_ = counter(metrics::kScanEntriesSkippedTotal);
   scan_blocks_ = counter(metrics::kScanLaneBlocksTotal);
+  run_members_skipped_ = counter(metrics::kRunMembersSkippedTotal);
   ready_gauge_ = gauge(metrics::kDeliveryReadyEntries);
   in_flight_peak_gauge_ = gauge(metrics::kDeliveryInFlightPeak);
   for (absl::string_view tls :
@@ -298,13 +309,21 @@ void DeliveryCore::SweepStep(const std::shared_ptr<SweepJob>& job) {
         more = true;
         break;
       }
+      storage::Outcome o;
+      o.set_at_ms(now);
+      o.set_reply("local: campaign cancelled");
+      if (storage::IsRun(e.rec)) {
+        if (LeaseRun(e, &run_jobs_) == nullptr) continue;
+        for (Job& member : run_jobs_) {
+          Destination* d = GetDestination(DomainOf(member.rec.address()));
+          Record(d, std::move(member), Final::kCancelled, o, -1);
+        }
+        continue;
+      }
       if (!leased_.insert(e.key.id).second) continue;  // in flight
       NoteLeased();
       in_flight_table_->Add(job->content_id, 1);
-      storage::Outcome o;
-      o.set_at_ms(now);
       o.set_attempts(e.rec.attempts());
-      o.set_reply("local: campaign cancelled");
       Destination* d = GetDestination(DomainOf(e.rec.address()));
       Record(d, Job{e.key, std::move(e.rec)}, Final::kCancelled, o, -1);
     }
@@ -372,7 +391,12 @@ void DeliveryCore::RescheduleStep(const std::shared_ptr<RescheduleJob>& job) {
   if (job->status.ok() && job->shard < options_.shards.size()) {
     const uint16_t shard = options_.shards[job->shard];
     const auto lane = static_cast<storage::Lane>(job->lane);
-    std::vector<std::pair<storage::StateBatch, std::vector<uint64_t>>> chunks;
+    struct Chunk {
+      storage::StateBatch batch;
+      std::vector<uint64_t> ids;
+      int64_t recipients = 0;
+    };
+    std::vector<Chunk> chunks;
     std::vector<storage::QueueEntry> entries;
     std::string cursor;
     do {
@@ -386,25 +410,35 @@ void DeliveryCore::RescheduleStep(const std::shared_ptr<RescheduleJob>& job) {
       }
       for (storage::QueueEntry& e : entries) {
         if (e.rec.content_id() != job->content_id) continue;
+        // Already there: expanded from a block the expander moved first.
+        if (e.key.due_ms == job->spec.due_ms &&
+            e.rec.expires_ms() == job->spec.ExpiresFor(e.rec)) {
+          continue;
+        }
         if (!leased_.insert(e.key.id).second) continue;  // in flight
-        if (chunks.empty() || chunks.back().second.size() >= kScanBatch) {
+        if (chunks.empty() || chunks.back().ids.size() >= kScanBatch) {
           chunks.emplace_back();
         }
-        storage::AddReschedule(job->spec, &e, &chunks.back().first);
-        chunks.back().second.push_back(e.key.id);
+        // A run moves whole (its members share its due time and expiry).
+        chunks.back().recipients += RecipientsOf(e);
+        storage::AddReschedule(job->spec, &e, &chunks.back().batch);
+        chunks.back().ids.push_back(e.key.id);
       }
     } while (entries.size() == kScanBatch);
     core::Loop* loop = &loop_;
-    for (auto& [batch, ids] : chunks) {
+    for (Chunk& chunk : chunks) {
       ++job->commits;
       ++commits_outstanding_;
-      auto moved = std::make_shared<std::vector<uint64_t>>(std::move(ids));
-      store_->Commit(std::move(batch), /*durable=*/true,
-                     [this, loop, job, moved, shard, lane](absl::Status s) {
-                       loop->Post([this, job, moved, shard, lane, s] {
-                         OnRescheduleCommitted(job, *moved, shard, lane, s);
-                       });
-                     });
+      auto moved =
+          std::make_shared<std::vector<uint64_t>>(std::move(chunk.ids));
+      const int64_t recipients = chunk.recipients;
+      store_->Commit(
+          std::move(chunk.batch), /*durable=*/true,
+          [this, loop, job, moved, recipients, shard, lane](absl::Status s) {
+            loop->Post([this, job, moved, recipients, shard, lane, s] {
+              OnRescheduleCommitted(job, *moved, recipients, shard, lane, s);
+            });
+          });
     }
     if (++job->lane == storage::kNumLanes) {
       job->lane = 0;
@@ -427,11 +461,12 @@ void DeliveryCore::RescheduleStep(const std::shared_ptr<RescheduleJob>& job) {
 
 void DeliveryCore::OnRescheduleCommitted(
     const std::shared_ptr<RescheduleJob>& job, const std::vector<uint64_t>& ids,
-    uint16_t shard, storage::Lane lane, const absl::Status& s) {
+    int64_t recipients, uint16_t shard, storage::Lane lane,
+    const absl::Status& s) {
   --commits_outstanding_;
   for (uint64_t id : ids) leased_.erase(id);
   if (s.ok()) {
-    job->moved += static_cast<int64_t>(ids.size());
+    job->moved += recipients;
     if (!shutting_down_) Wake(shard, lane, job->spec.due_ms);
   } else if (job->status.ok()) {
     job->status = s;
@@ -504,8 +539,11 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
   scan_entries_.clear();
   std::string& cursor = cursors_[i][l];
   int64_t next_due = -1;
-  absl::Status s = store_->ScanDue(options_.shards[i], lane, now, want,
-                                   &cursor, &scan_entries_, &next_due);
+  bool limited = false;
+  // `want` recipients (a run may overshoot it by up to kMaxRunMembers - 1).
+  absl::Status s =
+      store_->ScanDue(options_.shards[i], lane, now, want, &cursor,
+                      &scan_entries_, &next_due, want, &limited);
   scan_calls_->Inc();
   if (!s.ok()) {
     std::fprintf(stderr, "salvo: scan of shard %d failed: %s\n",
@@ -513,6 +551,10 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
     return 0;
   }
   const size_t got = scan_entries_.size();
+  size_t got_recipients = 0;
+  for (const storage::QueueEntry& e : scan_entries_) {
+    got_recipients += static_cast<size_t>(RecipientsOf(e));
+  }
   scan_read_->Inc(static_cast<int64_t>(got));
   scan_requeued_ = 0;
   if (storage::IsBulk(lane) && got > 0 && OnlyFullDestinations(l, now)) {
@@ -520,27 +562,32 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
     // sent now: requeueing it would only churn (a write per entry, every
     // few seconds). Wait another bound on the first entry's destination.
     CursorBefore(scan_entries_[0].key, &cursor);
-    Destination* d = GetDestination(DomainOf(scan_entries_[0].rec.address()));
+    Destination* d = GetDestination(DomainOf(FirstAddress(scan_entries_[0])));
     d->full_since_ms[l] = now;
     lanes_[i].blocked_by[l] = d;
     scan_blocks_->Inc();
     return 0;
   }
+  size_t admitted = 0;  // recipients
   for (size_t k = 0; k < got; ++k) {
+    const int64_t n = RecipientsOf(scan_entries_[k]);
     Destination* full = Admit(std::move(scan_entries_[k]), now, touched);
-    if (full == nullptr) continue;
+    if (full == nullptr) {
+      admitted += static_cast<size_t>(n);
+      continue;
+    }
     // Stop ON this entry: the next scan of the lane starts with it. The
     // entries after it are read again then.
     CursorBefore(scan_entries_[k].key, &cursor);
     lanes_[i].blocked_by[l] = full;
     scan_blocks_->Inc();
-    return static_cast<int>(k);
+    return static_cast<int>(admitted);
   }
-  if (got < want) {
+  if (!limited) {
     // Nothing more due until a Wake or its next entry's due time.
     lanes_[i].idle[l] = true;
     lanes_[i].idle_until[l] = next_due >= 0 ? next_due : kNever;
-  } else if (scan_requeued_ * 2 > got) {
+  } else if (scan_requeued_ * 2 > got_recipients) {
     // Mostly destinations that are full: read on at the next tick rather
     // than at once, or the whole backlog churns through requeues while the
     // ready queues drain.
@@ -549,7 +596,7 @@ int DeliveryCore::ScanLane(size_t i, storage::Lane lane, size_t max,
   } else {
     ScheduleScan(0);  // more may be due
   }
-  return static_cast<int>(got);
+  return static_cast<int>(got_recipients);
 }
 
 void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
@@ -589,19 +636,11 @@ void DeliveryCore::ScanBulkFair(size_t i, int64_t now,
 DeliveryCore::Destination* DeliveryCore::Admit(
     storage::QueueEntry&& entry, int64_t now_ms,
     std::vector<Destination*>* touched) {
-  if (leased_.contains(entry.key.id)) {  // already in memory
-    scan_skipped_->Inc();
-    return nullptr;
+  if (storage::IsRun(entry.rec)) {
+    return AdmitRun(std::move(entry), now_ms, touched);
   }
-  auto content = contents_->Get(entry.rec.content_id());
   bool cancelled = false;
-  if (content.ok()) {
-    storage::ContentState state = (*content)->State();
-    // A paused campaign's entries stay queued untouched; Rewind() finds
-    // them again on resume.
-    if (state == storage::ContentState::kPaused) return nullptr;
-    cancelled = state == storage::ContentState::kCancelled;
-  }
+  if (!MayLease(entry, &cancelled)) return nullptr;
   Destination* d = GetDestination(DomainOf(entry.rec.address()));
   const int l = static_cast<int>(entry.key.lane);
   const bool expired =
@@ -669,6 +708,170 @@ DeliveryCore::Destination* DeliveryCore::Admit(
   return nullptr;
 }
 
+bool DeliveryCore::MayLease(const storage::QueueEntry& entry,
+                            bool* cancelled) {
+  if (leased_.contains(entry.key.id)) {  // already in memory
+    scan_skipped_->Inc();
+    return false;
+  }
+  *cancelled = false;
+  auto content = contents_->Get(entry.rec.content_id());
+  if (content.ok()) {
+    storage::ContentState state = (*content)->State();
+    // A paused campaign's entries stay queued untouched; Rewind() finds
+    // them again on resume.
+    if (state == storage::ContentState::kPaused) return false;
+    *cancelled = state == storage::ContentState::kCancelled;
+  }
+  return true;
+}
+
+DeliveryCore::Destination* DeliveryCore::AdmitRun(
+    storage::QueueEntry&& entry, int64_t now_ms,
+    std::vector<Destination*>* touched) {
+  bool cancelled = false;
+  if (!MayLease(entry, &cancelled)) return nullptr;
+  const int l = static_cast<int>(entry.key.lane);
+  const bool expired =
+      entry.rec.expires_ms() > 0 && now_ms >= entry.rec.expires_ms();
+  const int64_t requeue_after =
+      absl::ToInt64Milliseconds(options_.full_destination_requeue_after);
+  if (!cancelled && !expired) {
+    // Like an entry of its own: a full destination stops the lane ON the
+    // run until it drains to half, or for requeue_after at most.
+    for (const storage::Recipient& m : entry.rec.members()) {
+      Destination* d = GetDestination(DomainOf(m.address()));
+      if (static_cast<int>(d->QueueFor(entry.key.lane).size()) <
+          options_.max_ready_per_domain) {
+        continue;
+      }
+      if (!d->full[l]) {
+        d->full[l] = true;
+        d->full_since_ms[l] = now_ms;
+        ++d->full_lanes;
+      }
+      if (now_ms - d->full_since_ms[l] < requeue_after) return d;
+    }
+  }
+  if (LeaseRun(entry, &run_jobs_) == nullptr) return nullptr;
+  for (Job& job : run_jobs_) {
+    Destination* d = GetDestination(DomainOf(job.rec.address()));
+    storage::Outcome o;
+    o.set_at_ms(now_ms);
+    if (cancelled) {
+      o.set_reply("local: campaign cancelled");
+      Record(d, std::move(job), Final::kCancelled, o, -1);
+    } else if (expired) {
+      o.set_reply("local: expired in queue before any attempt");
+      Record(d, std::move(job), Final::kExpired, o, -1);
+    } else if (static_cast<int>(d->QueueFor(entry.key.lane).size()) >=
+               2 * options_.max_ready_per_domain) {
+      // Full for too long and far over its room: this member waits in an
+      // entry of its own (as Admit requeues an entry).
+      const int64_t due =
+          now_ms + absl::ToInt64Milliseconds(options_.throttle_requeue);
+      ++scan_requeued_;
+      Record(d, std::move(job), Final::kRequeued, storage::Outcome(), due);
+    } else {
+      const bool was_empty = d->empty();
+      d->Push(std::move(job), /*front=*/false);
+      if (was_empty) touched->push_back(d);
+    }
+  }
+  run_jobs_.clear();
+  return nullptr;
+}
+
+DeliveryCore::Run* DeliveryCore::LeaseRun(storage::QueueEntry& entry,
+                                          std::vector<Job>* members) {
+  members->clear();
+  if (leased_.contains(entry.key.id)) return nullptr;
+  storage::Recipient& rec = entry.rec;
+  const int n = rec.members_size();
+  // Members done before this lease (an earlier process, or a release
+  // without outcomes) have a stored event: skip them.
+  member_done_.assign(static_cast<size_t>(n), false);
+  if (rec.epoch() != store_->epoch() || recheck_runs_.contains(entry.key.id)) {
+    member_ids_.clear();
+    for (const storage::Recipient& m : rec.members()) {
+      member_ids_.push_back(m.id());
+    }
+    absl::Status s =
+        store_->MembersWithEvents(rec.content_id(), member_ids_, &member_done_);
+    if (!s.ok()) {
+      std::fprintf(stderr, "salvo: reading the events of run %s failed: %s\n",
+                   storage::IdToHex(entry.key.id).c_str(),
+                   s.ToString().c_str());
+      return nullptr;  // read again at a later scan
+    }
+  }
+  leased_.insert(entry.key.id);
+  recheck_runs_.erase(entry.key.id);
+  auto owned = std::make_unique<Run>();
+  Run* run = owned.get();
+  run->key = entry.key;
+  run->content_id = rec.content_id();
+  runs_[entry.key.id] = std::move(owned);
+  int skipped = 0;
+  for (int k = 0; k < n; ++k) {
+    if (member_done_[static_cast<size_t>(k)]) {
+      ++skipped;
+      continue;
+    }
+    Job& job = members->emplace_back();
+    job.key = entry.key;
+    job.rec = std::move(*rec.mutable_members(k));
+    job.key.id = job.rec.id();
+    job.rec.clear_id();
+    job.rec.set_content_id(rec.content_id());
+    job.rec.set_accepted_ms(rec.accepted_ms());
+    job.rec.set_expires_ms(rec.expires_ms());
+    job.run = run;
+    ++run->open;
+    NoteLeased();
+  }
+  if (skipped > 0) run_members_skipped_->Inc(skipped);
+  if (!members->empty()) {
+    in_flight_table_->Add(run->content_id,
+                          static_cast<int64_t>(members->size()));
+    return run;
+  }
+  RemoveRun(run);  // every member was done before
+  return nullptr;
+}
+
+void DeliveryCore::MemberDone(Run* run, bool written) {
+  if (!written) run->keep = true;
+  if (--run->open > 0) return;
+  if (!run->keep) {
+    RemoveRun(run);
+    return;
+  }
+  // Some member is still to do: the run stays stored, to be leased again.
+  const uint64_t id = run->key.id;
+  leased_.erase(id);
+  recheck_runs_.insert(id);
+  runs_.erase(id);
+}
+
+void DeliveryCore::RemoveRun(Run* run) {
+  batch_.RemoveRun(run->key);
+  batch_items_.push_back(Pending{run->key.id, run->content_id, run->key.shard,
+                                 run->key.lane, -1, run,
+                                 /*run_removal=*/true});
+  if (batch_items_.size() >= kFlushAt) Flush();
+}
+
+void DeliveryCore::Release(const Job& job) {
+  --in_flight_;
+  in_flight_table_->Add(job.rec.content_id(), -1);
+  if (job.run != nullptr) {
+    MemberDone(job.run, /*written=*/false);
+  } else {
+    leased_.erase(job.key.id);
+  }
+}
+
 void DeliveryCore::CursorBefore(const storage::QueueKey& key,
                                 std::string* cursor) {
   // Nothing sorts between (due, id - 1) and (due, id): ids are unique and
@@ -681,13 +884,20 @@ void DeliveryCore::CursorBefore(const storage::QueueKey& key,
 }
 
 bool DeliveryCore::OnlyFullDestinations(int l, int64_t now_ms) {
+  const auto full = [&](const storage::QueueEntry& e,
+                        absl::string_view address) {
+    Destination* d = GetDestination(DomainOf(address));
+    return d->full[l] && static_cast<int>(d->QueueFor(e.key.lane).size()) >=
+                             options_.max_ready_per_domain;
+  };
   for (const storage::QueueEntry& e : scan_entries_) {
     if (e.rec.expires_ms() > 0 && now_ms >= e.rec.expires_ms()) return false;
-    Destination* d = GetDestination(DomainOf(e.rec.address()));
-    if (!d->full[l] ||
-        static_cast<int>(d->QueueFor(e.key.lane).size()) <
-            options_.max_ready_per_domain) {
-      return false;
+    if (!storage::IsRun(e.rec)) {
+      if (!full(e, e.rec.address())) return false;
+      continue;
+    }
+    for (const storage::Recipient& m : e.rec.members()) {
+      if (!full(e, m.address())) return false;
     }
   }
   return true;
@@ -916,9 +1126,7 @@ bool DeliveryCore::BuildWork(Destination* d, Job job, const std::string& host,
       Record(d, std::move(job), Final::kCancelled, o, -1);
     } else {
       // Paused after it was leased: back to storage as it is (no write).
-      leased_.erase(job.key.id);
-      in_flight_table_->Add(job.rec.content_id(), -1);
-      --in_flight_;
+      Release(job);
     }
     return false;
   }
@@ -1053,9 +1261,7 @@ void DeliveryCore::OnResult(uint64_t job_id, PoolState* ps,
   if (shutting_down_ && verdict.action != classify::Action::kDelivered &&
       verdict.action != classify::Action::kBounce) {
     // Cut short by shutdown: the entry stays queued as it was.
-    --in_flight_;
-    leased_.erase(job.key.id);
-    in_flight_table_->Add(job.rec.content_id(), -1);
+    Release(job);
     return;
   }
   if (verdict.action == classify::Action::kTryNextMx &&
@@ -1110,38 +1316,40 @@ void DeliveryCore::Finish(Destination* d, Job&& job, const smtp::Reply& reply,
 void DeliveryCore::Record(Destination* d, Job&& job, Final kind,
                           const storage::Outcome& o, int64_t new_due_ms) {
   storage::Outcome outcome = o;
+  const storage::StateBatch::Entry entry = job.entry();
   switch (kind) {
     case Final::kDelivered:
       outcome.set_state(storage::Outcome::DELIVERED);
-      batch_.Delivered(job.key, job.rec, outcome);
+      batch_.Delivered(job.key, job.rec, outcome, entry);
       break;
     case Final::kBounced:
       outcome.set_state(storage::Outcome::BOUNCED);
       if (job.suppressed) {
-        batch_.SuppressedBounce(job.key, job.rec, outcome);
+        batch_.SuppressedBounce(job.key, job.rec, outcome, entry);
       } else {
-        batch_.Bounced(job.key, job.rec, outcome);
+        batch_.Bounced(job.key, job.rec, outcome, entry);
       }
       break;
     case Final::kExpired:
       outcome.set_state(storage::Outcome::EXPIRED);
-      batch_.Expired(job.key, job.rec, outcome);
+      batch_.Expired(job.key, job.rec, outcome, entry);
       break;
     case Final::kDeferred:
       outcome.set_state(storage::Outcome::DEFERRED);
-      batch_.Defer(job.key, job.rec, new_due_ms, outcome);
+      batch_.Defer(job.key, job.rec, new_due_ms, outcome, entry);
       break;
     case Final::kRequeued:
-      batch_.Requeue(job.key, job.rec, new_due_ms);
+      batch_.Requeue(job.key, job.rec, new_due_ms, entry);
       break;
     case Final::kCancelled:
       outcome.set_state(storage::Outcome::CANCELLED);
-      batch_.Cancelled(job.key, job.rec, outcome);
+      batch_.Cancelled(job.key, job.rec, outcome, entry);
       break;
   }
   d->results[static_cast<int>(kind)]->Inc();
   batch_items_.push_back(Pending{job.key.id, job.rec.content_id(),
-                                 job.key.shard, job.key.lane, new_due_ms});
+                                 job.key.shard, job.key.lane, new_due_ms,
+                                 job.run});
   // Written at the end of this loop iteration (OnIterationEnd), sooner when
   // the batch is big.
   if (batch_items_.size() >= kFlushAt) Flush();
@@ -1245,15 +1453,29 @@ void DeliveryCore::OnCommitted(
                  done.size(), s.ToString().c_str());
   }
   absl::flat_hash_map<uint64_t, int64_t> per_content;
+  int outcomes = 0;
   for (const Pending& p : done) {
-    leased_.erase(p.id);
+    if (p.run_removal) {
+      // Not a recipient: the run's key, removed (or, failing that, to be
+      // leased again and its members' events read).
+      leased_.erase(p.id);
+      if (!s.ok()) recheck_runs_.insert(p.id);
+      runs_.erase(p.id);
+      continue;
+    }
+    ++outcomes;
+    if (p.run != nullptr) {
+      MemberDone(p.run, s.ok());
+    } else {
+      leased_.erase(p.id);
+    }
     --per_content[p.content_id];
     if (p.new_due_ms >= 0 && s.ok()) Wake(p.shard, p.lane, p.new_due_ms);
   }
   for (const auto& [content, delta] : per_content) {
     in_flight_table_->Add(content, delta);
   }
-  in_flight_ -= static_cast<int>(done.size());
+  in_flight_ -= outcomes;
   in_flight_gauge_->Set(in_flight_);
   if (scan_starved_ || (bulk_held_ && in_flight_ <= ResumeAt())) {
     ScheduleScan(0);
@@ -1329,11 +1551,7 @@ void DeliveryCore::Shutdown(std::function<void()> done) {
   for (auto& [name, d] : dests_) {
     for (int lane = 0; lane < storage::kNumLanes; ++lane) {
       std::deque<Job>& q = d->QueueFor(static_cast<storage::Lane>(lane));
-      for (Job& j : q) {
-        leased_.erase(j.key.id);
-        in_flight_table_->Add(j.rec.content_id(), -1);
-        --in_flight_;
-      }
+      for (Job& j : q) Release(j);
       q.clear();
     }
     d->bulk_size = 0;

@@ -12,6 +12,14 @@
 // twice. Whatever is in memory when the process dies is simply leased again
 // after a restart (at-least-once).
 //
+// Run entries (uploaded campaigns; storage/queue_store.h) are leased whole:
+// each member becomes a job, its outcome is written without touching the
+// run's key, and once every member's outcome is committed the run is
+// removed in a later batch. A run read again after a restart (an earlier
+// store epoch), or after members left memory without an outcome (a failed
+// write, a pause, shutdown), first drops the members that have a stored
+// event: their outcome was written (salvo_delivery_run_members_skipped_total).
+//
 // Memory: at most max_in_flight recipients are leased per loop (ready
 // queues, sessions, outcomes not yet finished), whatever the queue holds. At
 // the bound the bulk lanes and cancel sweeps are not read until in flight
@@ -169,11 +177,25 @@ class DeliveryCore : public pool::PoolDelegate {
                       const smtp::Reply& why) override;
 
  private:
+  // A leased run entry: its key stays stored until every member is done.
+  struct Run {
+    storage::QueueKey key;
+    uint64_t content_id = 0;
+    int open = 0;       // members leased and not yet committed or released
+    bool keep = false;  // a member left without an outcome: not removed
+  };
   struct Job {
+    // A run member's key has the run's shard, lane and due time and the
+    // member's recipient id.
     storage::QueueKey key;
     storage::Recipient rec;
     int session_failures = 0;  // this lease: 421s / dropped sessions
     bool suppressed = false;   // bounced because the tenant suppressed it
+    Run* run = nullptr;        // the run it was leased in (null: own entry)
+    storage::StateBatch::Entry entry() const {
+      return run != nullptr ? storage::StateBatch::Entry::kRunMember
+                            : storage::StateBatch::Entry::kOwn;
+    }
   };
   struct Destination;
   struct PoolState {
@@ -194,11 +216,16 @@ class DeliveryCore : public pool::PoolDelegate {
     uint16_t shard;
     storage::Lane lane;
     int64_t new_due_ms;  // for kDeferred / kRequeued, else -1
+    Run* run = nullptr;  // a run member's run, or the run being removed
+    bool run_removal = false;  // not an outcome: the removal of `run`
   };
 
   struct RescheduleJob;
+  // `ids`: the entries moved (leased while the chunk was committed);
+  // `recipients`: the recipients they hold (a run counts its members).
   void OnRescheduleCommitted(const std::shared_ptr<RescheduleJob>& job,
-                             const std::vector<uint64_t>& ids, uint16_t shard,
+                             const std::vector<uint64_t>& ids,
+                             int64_t recipients, uint16_t shard,
                              storage::Lane lane, const absl::Status& s);
 
   void Scan();
@@ -215,6 +242,27 @@ class DeliveryCore : public pool::PoolDelegate {
   // null.
   Destination* Admit(storage::QueueEntry&& entry, int64_t now_ms,
                      std::vector<Destination*>* touched);
+  // False when the entry is leased already (counted as skipped) or its
+  // campaign is paused; *cancelled tells whether it was cancelled.
+  bool MayLease(const storage::QueueEntry& entry, bool* cancelled);
+  // Admit for a run entry: blocked while any member's destination is full
+  // (within full_destination_requeue_after); taken whole otherwise.
+  Destination* AdmitRun(storage::QueueEntry&& entry, int64_t now_ms,
+                        std::vector<Destination*>* touched);
+  // Leases a run entry: null when it is leased already or unreadable.
+  // Clears *members and fills it with the jobs of the members not yet done
+  // (see the header comment); each is counted in flight. When none is
+  // left the run is removed at once (and null returned).
+  Run* LeaseRun(storage::QueueEntry& entry, std::vector<Job>* members);
+  // A member's outcome was committed (written) or it left memory without
+  // one; the last of the run's members removes the run (or, if any left
+  // without an outcome, releases it to be read again).
+  void MemberDone(Run* run, bool written);
+  // Queues the removal of a run whose members are all done.
+  void RemoveRun(Run* run);
+  // A leased job leaves memory without an outcome: it stays stored as it
+  // is (its own entry, or its run's member).
+  void Release(const Job& job);
   // True while lane l of owned shard i waits for a full destination.
   // True when every entry of scan_entries_ (lane l) goes to a destination
   // that is full in that lane and none has expired: leasing on would only
@@ -295,6 +343,14 @@ class DeliveryCore : public pool::PoolDelegate {
   size_t scan_requeued_ = 0;  // requeued by Admit during one ScanLane
   absl::flat_hash_map<uint16_t, size_t> shard_index_;
   absl::flat_hash_set<uint64_t> leased_;
+  // Leased run entries by run id (Job::run points into them).
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Run>> runs_;
+  // Runs released with members not done: read their members' events again
+  // when leased (like a run of an earlier epoch).
+  absl::flat_hash_set<uint64_t> recheck_runs_;
+  std::vector<uint64_t> member_ids_;  // reused by LeaseRun
+  std::vector<bool> member_done_;     // reused by LeaseRun
+  std::vector<Job> run_jobs_;         // reused by AdmitRun and SweepStep
   int in_flight_ = 0;
   int in_flight_peak_ = 0;
   bool scan_starved_ = false;  // the last scan stopped at the budget
@@ -353,6 +409,7 @@ class DeliveryCore : public pool::PoolDelegate {
   metrics::Counter* scan_read_;
   metrics::Counter* scan_skipped_;
   metrics::Counter* scan_blocks_;
+  metrics::Counter* run_members_skipped_;
 };
 
 }  // namespace salvo::delivery

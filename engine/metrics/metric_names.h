@@ -40,6 +40,8 @@ inline constexpr absl::string_view kScanEntriesReadTotal =
     "salvo_scan_entries_read_total";
 inline constexpr absl::string_view kScanEntriesSkippedTotal =
     "salvo_scan_entries_skipped_total";
+inline constexpr absl::string_view kRunMembersSkippedTotal =
+    "salvo_delivery_run_members_skipped_total";
 inline constexpr absl::string_view kScanLaneBlocksTotal =
     "salvo_scan_lane_blocks_total";
 inline constexpr absl::string_view kDeliveryReadyEntries =
@@ -104,6 +106,9 @@ inline constexpr MetricSpec kEngineMetrics[] = {
      "Queue entries read by delivery scans."},
     {kScanEntriesSkippedTotal, MetricType::kCounter, "loop",
      "Queue entries read by delivery scans that were already leased."},
+    {kRunMembersSkippedTotal, MetricType::kCounter, "loop",
+     "Members of run entries leased again (after a restart or a failed "
+     "write) that were skipped: their outcome was already written."},
     {kScanLaneBlocksTotal, MetricType::kCounter, "loop",
      "Scan lanes stopped at a destination holding max_ready_per_domain."},
     {kDeliveryReadyEntries, MetricType::kGauge, "loop",

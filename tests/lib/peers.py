@@ -828,6 +828,20 @@ def _rcpts_only_record(line):
     return {"event": "message", "rcpts": text.split()}
 
 
+def assert_each_delivered(test, sinks, want):
+    """Asserts (unittest `test`) that every address in `want` reached the
+    rcpts_only FakeSmtp `sinks` at least once and no other address did;
+    returns (deliveries per address, duplicates)."""
+    counts = collections.Counter()
+    for sink in sinks:
+        counts.update(sink.rcpt_counts())
+    missing = want - set(counts)
+    test.assertFalse(missing, f"{len(missing)} never delivered, e.g. "
+                     f"{sorted(missing)[:5]}")
+    test.assertEqual(set(counts) - want, set())
+    return counts, sum(n - 1 for n in counts.values())
+
+
 class FakeSmtp(_Peer):
     """tests/fakes/fake_smtp.py as a child process (see its header for the
     recipient-driven behaviours). messages() lists accepted messages as dicts

@@ -6,6 +6,7 @@ client, and process control (SIGTERM stop, kill -9, restart on the same
 spool). Single-threaded callers.
 """
 
+import http.client
 import json
 import os
 import re
@@ -170,6 +171,22 @@ class Salvo:
             raise RuntimeError(f"campaign rejected: {status} {body}")
         return body["id"]
 
+    def upload(self, content_id, body, content_type="application/x-ndjson",
+               timeout=120.0):
+        """POSTs a recipient list (one body, Content-Length) to a streamed
+        campaign; returns (status, response text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+        try:
+            conn.request("POST", f"/v1/campaigns/{content_id}/recipients",
+                         body=body,
+                         headers={"Authorization": f"Bearer {API_KEY}",
+                                  "Content-Type": content_type})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
     def counts(self, content_id):
         status, body = self.request("GET", f"/v1/campaigns/{content_id}")
         if status != 200:
@@ -217,6 +234,14 @@ def metric_value(text, name, labels=None):
         total += float(m.group(3))
         found = True
     return total if found else None
+
+
+def round_robin_routes(domains, ports):
+    """The [routes] value that sends domains[i] to 127.0.0.1:ports[i % n]."""
+    routes = ", ".join(f'{{domain="{d}", host="127.0.0.1", '
+                       f'port={ports[i % len(ports)]}}}'
+                       for i, d in enumerate(domains))
+    return f"[{routes}]"
 
 
 def build_campaign(recipients, domains, body_bytes=5000, name="campaign"):
