@@ -16,6 +16,7 @@ Bounded: --tx messages, --timeout seconds.
 bottleneck.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +85,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--sink", choices=["arrival", "smtp-sink"],
                     default="arrival")
+    ap.add_argument("--stream", action="store_true",
+                    help="upload the bulk recipients to a streamed campaign "
+                         "(queued as run entries) instead of one JSON body")
     ap.add_argument("--set", action="append", default=[],
                     help="extra salvo --set overrides")
     args = ap.parse_args()
@@ -111,7 +115,17 @@ def main():
                                       body_bytes=args.body_bytes, name="bulk")
             with Salvo(os.path.join(work, "spool"), overrides,
                        log_path=os.path.join(work, "salvo.log")) as salvo:
-                bulk = salvo.submit_campaign(campaign)
+                if args.stream:
+                    rcpts = campaign.pop("recipients")
+                    bulk = salvo.submit_campaign(dict(campaign, stream=True))
+                    status, body = salvo.upload(
+                        bulk, "".join(json.dumps(r) + "\n"
+                                      for r in rcpts).encode(), timeout=300)
+                    if status != 200:
+                        raise RuntimeError(f"upload: {status} {body}")
+                    del rcpts
+                else:
+                    bulk = salvo.submit_campaign(campaign)
                 del campaign
                 salvo.wait_settled(bulk, timeout=max(1, deadline - time.monotonic()),
                                    want_delivered=min(args.warmup, args.bulk),
