@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -130,6 +131,68 @@ void BM_ScanDueLease(benchmark::State& state) {
   ReportAllocs(state, allocs);
 }
 BENCHMARK(BM_ScanDueLease)->UseRealTime();
+
+// A block of `n` recipients of one domain (address and one field), as an
+// upload stores it.
+std::string OneDomainBlock(int n) {
+  RecipientBlock block;
+  block.set_content_id(1);
+  block.set_accepted_ms(kNow);
+  for (int i = 0; i < n; ++i) {
+    Recipient* r = block.add_recipients();
+    r->set_address("user" + std::to_string(i) + "@one.example");
+    auto* f = r->add_fields();
+    f->set_name("first_name");
+    f->set_value("C" + std::to_string(i));
+  }
+  return block.SerializeAsString();
+}
+
+// As BM_ScanDueLease, over run entries (uploaded recipients): kBatch
+// recipients a scan (a run of kMaxRunMembers counts its members); items are
+// recipients.
+void BM_ScanRunsLease(benchmark::State& state) {
+  TempStore store(false);
+  constexpr int kBlock = 10000;
+  const std::string payload = OneDomainBlock(kBlock);
+  uint16_t shard = 0;
+  for (int b = 0; b < 10; ++b) {
+    BlockKey key;
+    key.lane = Lane::kBulk;
+    key.due_ms = kNow;
+    key.first_id = store->NextIds(kBlock);
+    key.content_id = 1;
+    key.count = kBlock;
+    std::vector<bool> used(store->num_shards());
+    StateBatch batch;
+    if (!batch.ExpandBlock(key, payload, *store, &used).ok()) std::abort();
+    if (!store->CommitNow(std::move(batch), false).ok()) std::abort();
+    for (size_t i = 0; i < used.size(); ++i) {
+      if (used[i]) shard = static_cast<uint16_t>(i);
+    }
+  }
+  std::vector<QueueEntry> out;
+  std::string cursor;
+  int64_t allocs = 0;
+  int64_t recipients = 0;
+  for (auto _ : state) {
+    const int64_t before = salvo::bench::Allocations();
+    bool limited = false;
+    if (!store->ScanDue(shard, Lane::kBulk, kNow, kBatch, &cursor, &out,
+                        nullptr, kBatch, &limited)
+             .ok()) {
+      std::abort();
+    }
+    if (!limited) cursor.clear();  // wrapped: lease again from the start
+    allocs += salvo::bench::Allocations() - before;
+    for (const QueueEntry& e : out) recipients += e.rec.members_size();
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(recipients);
+  state.counters["allocs/op"] =
+      static_cast<double>(allocs) / std::max<int64_t>(1, recipients);
+}
+BENCHMARK(BM_ScanRunsLease)->UseRealTime();
 
 // The expander's write: a block of kBlock recipients over 50 domains becomes
 // run entries in 64 shards (one WriteBatch), into a memtable that already
