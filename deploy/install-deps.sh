@@ -10,7 +10,7 @@ PACKAGES=(
   libuv1-dev librocksdb-dev libabsl-dev libc-ares-dev libhttp-parser-dev
   libre2-dev libtomlplusplus-dev rapidjson-dev libgtest-dev libgmock-dev
   libbenchmark-dev android-libboringssl-dev libnghttp2-dev libprotobuf-dev
-  protobuf-compiler libsodium-dev
+  protobuf-compiler libsodium-dev libjemalloc-dev
   # real peers for tests, the demo and benchmarks
   postfix dnsmasq-base swaks python3 python3-dkim python3-grpcio prometheus
   redis-server curl openssl

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/core/clock.h"
+#include "engine/core/malloc_stats.h"
 #include "engine/dkim/dkim_signer.h"
 #include "engine/metrics/metric_names.h"
 #include "engine/metrics/registry.h"
@@ -473,6 +475,15 @@ void Engine::StatsLoop() {
   metrics::Gauge* cache_bytes = memory("block_cache");
   metrics::Gauge* memtable_bytes = memory("memtables");
   metrics::Gauge* reader_bytes = memory("table_readers");
+  // Only when the process runs on jemalloc (the salvo binary does).
+  std::vector<metrics::Gauge*> malloc_bytes;
+  if (core::ReadMallocStats().has_value()) {
+    for (const char* kind : {"allocated", "active", "resident", "retained"}) {
+      malloc_bytes.push_back(metrics::Registry::Default().GetGauge(
+          metrics::kMallocBytes, metrics::HelpOf(metrics::kMallocBytes),
+          {{"kind", kind}}));
+    }
+  }
   metrics::Gauge* rss_bytes = metrics::Registry::Default().GetGauge(
       metrics::kProcessResidentMemoryBytes,
       metrics::HelpOf(metrics::kProcessResidentMemoryBytes), {});
@@ -498,6 +509,14 @@ void Engine::StatsLoop() {
     memtable_bytes->Set(mem.memtables);
     reader_bytes->Set(mem.table_readers);
     rss_bytes->Set(ResidentBytes());
+    if (!malloc_bytes.empty()) {
+      if (std::optional<core::MallocStats> m = core::ReadMallocStats()) {
+        malloc_bytes[0]->Set(m->allocated);
+        malloc_bytes[1]->Set(m->active);
+        malloc_bytes[2]->Set(m->resident);
+        malloc_bytes[3]->Set(m->retained);
+      }
+    }
     lock.lock();
     stats_cv_.wait_for(lock, std::chrono::seconds(2),
                        [this] { return stats_stop_; });

@@ -3,11 +3,9 @@
 // With no --config it runs on the embedded defaults (deploy/salvo.toml).
 // Prints "salvo: listening on http://HOST:PORT" once it accepts requests;
 // SIGTERM or SIGINT stops it gracefully.
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,16 +27,6 @@ int Usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // glibc gives each thread that contends its own malloc arena, up to 8 per
-  // core, and every arena keeps what was freed into it: with the loops,
-  // the expander, the committer and RocksDB's threads that added ~60 MiB of
-  // resident memory at 10M queued (bench/scale_bench.py: 244-283 MiB,
-  // 199 MiB with two arenas, at the same rate). One arena per core, unless
-  // MALLOC_ARENA_MAX says otherwise (glibc reads it itself).
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) {
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    mallopt(M_ARENA_MAX, static_cast<int>(std::max(2L, cores)));
-  }
   std::string config_path;
   std::vector<std::string> overrides;
   bool check_only = false;

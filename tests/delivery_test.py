@@ -335,6 +335,17 @@ class DeliveryTest(unittest.TestCase):
             # Empty memtables still hold their arenas' first blocks.
             self.assertGreater(metric_value(
                 text, "salvo_storage_memory_bytes", {"kind": "memtables"}), 0)
+            # The binary runs on jemalloc (engine/BUILD): its figures are
+            # there, ordered, and within what the kernel says is resident.
+            m = {kind: metric_value(text, "salvo_malloc_bytes",
+                                    {"kind": kind})
+                 for kind in ("allocated", "active", "resident", "retained")}
+            for kind, v in m.items():
+                self.assertIsNotNone(v, f"salvo_malloc_bytes {kind}: {text}")
+            self.assertGreater(m["allocated"], 0)
+            self.assertLessEqual(m["allocated"], m["active"])
+            self.assertLessEqual(m["active"], m["resident"])
+            self.assertLess(m["resident"], 1.25 * vm_rss)
 
 
 if __name__ == "__main__":

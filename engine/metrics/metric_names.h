@@ -54,6 +54,7 @@ inline constexpr absl::string_view kEventsLogDroppedTotal =
     "salvo_events_log_dropped_total";
 inline constexpr absl::string_view kStorageMemoryBytes =
     "salvo_storage_memory_bytes";
+inline constexpr absl::string_view kMallocBytes = "salvo_malloc_bytes";
 // The Prometheus client libraries' standard name.
 inline constexpr absl::string_view kProcessResidentMemoryBytes =
     "process_resident_memory_bytes";
@@ -123,6 +124,10 @@ inline constexpr MetricSpec kEngineMetrics[] = {
     {kStorageMemoryBytes, MetricType::kGauge, "kind",
      "RocksDB memory: block_cache (the shared cache, including the "
      "memtables' reservation in it), memtables, table_readers."},
+    {kMallocBytes, MetricType::kGauge, "kind",
+     "jemalloc's memory: allocated (held by the program), active (pages "
+     "holding allocations), resident (kept in RAM by the allocator, "
+     "metadata included), retained (unmapped, kept for reuse)."},
     {kProcessResidentMemoryBytes, MetricType::kGauge, "",
      "Resident memory of the salvo process."},
 };
