@@ -466,24 +466,26 @@ void Engine::StatsLoop() {
       metrics::kStoreUnsyncedRefusedTotal,
       metrics::HelpOf(metrics::kStoreUnsyncedRefusedTotal));
   int64_t seen_batches = 0, seen_syncs = 0, seen_refused = 0;
-  auto memory = [](absl::string_view kind) {
+  auto memory = [](absl::string_view name, absl::string_view kind) {
     return metrics::Registry::Default().GetGauge(
-        metrics::kStorageMemoryBytes,
-        metrics::HelpOf(metrics::kStorageMemoryBytes),
-        {{"kind", std::string(kind)}});
+        name, metrics::HelpOf(name), {{"kind", std::string(kind)}});
   };
-  metrics::Gauge* cache_bytes = memory("block_cache");
-  metrics::Gauge* memtable_bytes = memory("memtables");
-  metrics::Gauge* reader_bytes = memory("table_readers");
+  metrics::Gauge* cache_bytes =
+      memory(metrics::kStorageMemoryBytes, "block_cache");
+  metrics::Gauge* memtable_bytes =
+      memory(metrics::kStorageMemoryBytes, "memtables");
+  metrics::Gauge* reader_bytes =
+      memory(metrics::kStorageMemoryBytes, "table_readers");
   // Only when the process runs on jemalloc (the salvo binary does).
-  std::vector<metrics::Gauge*> malloc_bytes;
-  if (core::ReadMallocStats().has_value()) {
-    for (const char* kind : {"allocated", "active", "resident", "retained"}) {
-      malloc_bytes.push_back(metrics::Registry::Default().GetGauge(
-          metrics::kMallocBytes, metrics::HelpOf(metrics::kMallocBytes),
-          {{"kind", kind}}));
-    }
-  }
+  const bool on_jemalloc = core::ReadMallocStats().has_value();
+  metrics::Gauge* malloc_allocated =
+      on_jemalloc ? memory(metrics::kMallocBytes, "allocated") : nullptr;
+  metrics::Gauge* malloc_active =
+      on_jemalloc ? memory(metrics::kMallocBytes, "active") : nullptr;
+  metrics::Gauge* malloc_resident =
+      on_jemalloc ? memory(metrics::kMallocBytes, "resident") : nullptr;
+  metrics::Gauge* malloc_retained =
+      on_jemalloc ? memory(metrics::kMallocBytes, "retained") : nullptr;
   metrics::Gauge* rss_bytes = metrics::Registry::Default().GetGauge(
       metrics::kProcessResidentMemoryBytes,
       metrics::HelpOf(metrics::kProcessResidentMemoryBytes), {});
@@ -509,13 +511,12 @@ void Engine::StatsLoop() {
     memtable_bytes->Set(mem.memtables);
     reader_bytes->Set(mem.table_readers);
     rss_bytes->Set(ResidentBytes());
-    if (!malloc_bytes.empty()) {
-      if (std::optional<core::MallocStats> m = core::ReadMallocStats()) {
-        malloc_bytes[0]->Set(m->allocated);
-        malloc_bytes[1]->Set(m->active);
-        malloc_bytes[2]->Set(m->resident);
-        malloc_bytes[3]->Set(m->retained);
-      }
+    std::optional<core::MallocStats> m;
+    if (on_jemalloc && (m = core::ReadMallocStats())) {
+      malloc_allocated->Set(m->allocated);
+      malloc_active->Set(m->active);
+      malloc_resident->Set(m->resident);
+      malloc_retained->Set(m->retained);
     }
     lock.lock();
     stats_cv_.wait_for(lock, std::chrono::seconds(2),
